@@ -1,0 +1,5 @@
+import sys
+
+from doodle.cli import main
+
+sys.exit(main())

@@ -1,0 +1,71 @@
+"""The `doodle` command: a thin layer over functions you can also call from Python.
+
+Each subcommand lives in its own module `doodle.cli.<name>` with two functions:
+`register(subparsers)` adds its parser (with help, description and examples) and
+`run(args) -> int` calls the library. Heavy imports happen inside `run`, so `doodle --help`
+stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from doodle.errors import DoodleError
+from doodle.version import __version__
+
+# In the order they appear in `doodle --help`: the pipeline's order.
+COMMANDS = ["synth", "download", "prepare", "info", "simplify", "convert", "render", "bench"]
+
+DESCRIPTION = """\
+doodle: recognise hand-drawn Quick, Draw! doodles.
+
+The pipeline, one subcommand per stage:
+  doodle synth --out data/synth             write offline drawings (no download needed)
+  doodle download --categories cat dog ...  fetch Google's public files
+  doodle prepare data/ --out store/         build a sharded, shuffled Parquet store
+  doodle info store/                        summarise a store
+  doodle render data/cat.ndjson --out g.png draw a gallery of any stroke encoding
+
+Run `doodle COMMAND --help` for the details of each.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="doodle", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--version", action="version", version=f"doodle {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"doodle.cli.{name}")
+        except ModuleNotFoundError as err:
+            if err.name == f"doodle.cli.{name}":  # subcommand not built yet
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING if args.quiet else (logging.INFO, logging.DEBUG)[min(args.verbose, 1)]
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except DoodleError as err:
+        print(f"doodle {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
