@@ -1,0 +1,52 @@
+"""Shared test fixtures: where the real Quick, Draw! files are, and small loaders for them.
+
+Tests that need ../shared/quickdraw take the `quickdraw` fixture; when the folder is missing they
+are skipped with the reason printed in pytest's summary (`-ra`), and every other test still runs.
+Set DOODLE_SHARED to point at a shared/ folder elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import orjson
+import pytest
+
+from doodle.data.drawing import Drawing, drawing_from_record
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("DOODLE_SHARED", REPO.parent / "shared"))
+QUICKDRAW = SHARED / "quickdraw"
+
+
+@pytest.fixture(scope="session")
+def quickdraw() -> Path:
+    """../shared/quickdraw, or skip the test with a printed reason."""
+    if not QUICKDRAW.is_dir():
+        pytest.skip(f"real Quick, Draw! data not found at {QUICKDRAW} (set DOODLE_SHARED): test skipped")
+    return QUICKDRAW
+
+
+def load_ndjson(path: Path, limit: int | None = None) -> list[Drawing]:
+    """Every valid drawing of one ndjson file (a plain loader, independent of doodle.read)."""
+    out = []
+    with open(path, "rb") as handle:
+        for line in handle:
+            if line.strip():
+                out.append(drawing_from_record(orjson.loads(line)))
+                if limit and len(out) >= limit:
+                    break
+    return out
+
+
+@pytest.fixture(scope="session")
+def raw_cats(quickdraw: Path) -> list[Drawing]:
+    """Real raw drawings with timing (the cat file)."""
+    return load_ndjson(quickdraw / "raw" / "cat.ndjson")
+
+
+@pytest.fixture(scope="session")
+def simplified_cats(quickdraw: Path) -> list[Drawing]:
+    """Real simplified drawings (0..255, no timing)."""
+    return load_ndjson(quickdraw / "simplified" / "cat.ndjson")
