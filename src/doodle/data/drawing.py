@@ -185,15 +185,18 @@ class Reject:
 # -- validation shared by every reader -------------------------------------------------------
 
 
+def _is_ascii_digits(text: str | bytes) -> bool:
+    # str.isdigit() accepts "²" and other digits int() refuses; 20 digits is past 2**64 already.
+    return 0 < len(text) <= 20 and text.isascii() and text.isdigit()
+
+
 def parse_key_id(value: Any) -> int:
     """An exact unsigned 64-bit key_id from a str or int (never via float)."""
     if isinstance(value, bool):
         raise BadRecord("key_id must be an integer, got a boolean")
     if isinstance(value, int):
         key = value
-    elif isinstance(value, str) and value.strip().isdigit():
-        key = int(value.strip())
-    elif isinstance(value, bytes) and value.strip().isdigit():
+    elif isinstance(value, str | bytes) and _is_ascii_digits(value.strip()):
         key = int(value.strip())
     else:
         raise BadRecord(f"key_id must be an unsigned integer or a string of digits, got {value!r:.40}")

@@ -1,0 +1,545 @@
+"""`prepare`: any mix of Quick, Draw! files into a sharded, shuffled, deduplicated Parquet store.
+
+The full dataset (50 M drawings, hundreds of GB of raw JSON) must go through one machine in bounded
+memory with every core busy, so this is an external shuffle in two stages:
+
+1. map: input files (big text files cut into byte ranges) are read in parallel; every valid drawing
+   goes to a bucket chosen by a hash of its key_id, and each task writes its rows, grouped by
+   bucket, to one Arrow IPC temp file in segments of bounded size. Bad records go to per-task
+   reject files. Memory per worker: one segment.
+2. reduce: each bucket (all copies of a key_id share one) is loaded, deduplicated, labelled,
+   split by a hash of key_id, shuffled and written as one Parquet shard per split. Memory per
+   worker: one bucket; the number of buckets is chosen from the input size to fit the budget.
+
+The layout is `STORE/{train,val,test}/part-NNNNN.parquet` (the `split` column is also stored),
+`STORE/manifest.json` and `STORE/rejects.ndjson`. The store is built in `STORE.partial/` and
+renamed into place at the end, so a crashed run never leaves a half store behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import multiprocessing as mp
+import os
+import shutil
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from doodle.data.drawing import DEFAULT_LIMITS, Drawing, Limits, Reject
+from doodle.data.split import bucket_of, is_val
+from doodle.data.table import SCHEMA, drawings_to_table, table_to_drawings
+from doodle.errors import DoodleError
+from doodle.version import code_version
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+STORE_SHARD = "store-shard"  # a task reading one Parquet shard of an input store
+
+# Arrow bytes per input byte, by format: raw JSON spells a float32 in ~18 characters, the binary
+# format packs a coordinate in one byte. Used only to size buckets; a generous guess is harmless.
+_EXPANSION = {"binary": 5.0, "npz": 5.0, "bitmap-npy": 1.2, "bitmap-bin": 1.2}
+_DEFAULT_EXPANSION = 1.5
+
+
+@dataclass
+class PrepareConfig:
+    """How `prepare` builds a store."""
+
+    val_fraction: float = 0.05
+    """Fraction of labelled drawings put in the "val" split (chosen by a hash of key_id)."""
+    seed: int = 0
+    """Salt of the split, the buckets and the shuffle; same seed and input give the same store."""
+    classes: list[str] | None = None
+    """Class names in label order; drawings of other words are rejected. None: sorted words seen."""
+    workers: int = 0
+    """Worker processes; 0 means one per core."""
+    memory_mb: int = 2048
+    """Budget for all workers' buffers together; buckets are sized to fit it."""
+    chunk_mb: float = 64
+    """Size of the byte ranges big text files are cut into (the unit of parallel work)."""
+    shards: int = 0
+    """Number of shuffle buckets (shards per split); 0 chooses from input size and memory."""
+    row_group_size: int = 8192
+    """Rows per Parquet row group (the unit a loader reads at random)."""
+    limits: Limits = field(default_factory=lambda: DEFAULT_LIMITS)
+    """Bounds past which a record is rejected as absurd."""
+    progress: bool = True
+    """Show progress bars."""
+
+
+@dataclass(frozen=True)
+class _Task:
+    index: int
+    path: str
+    fmt: str
+    start: int = 0
+    end: int | None = None
+    size: int = 0
+
+
+@dataclass
+class _TaskResult:
+    index: int
+    inputs: int = 0
+    accepted: int = 0
+    rejected: Counter = field(default_factory=Counter)
+    words: Counter = field(default_factory=Counter)
+    lines: int = 0
+    segments: int = 0
+
+
+# -- public API ---------------------------------------------------------------------------------
+
+
+def prepare(sources: Sequence[str | os.PathLike], out: str | os.PathLike, config: PrepareConfig | None = None,
+            *, overwrite: bool = False) -> dict:
+    """Build a store at `out` from files and folders in `sources`; returns the manifest.
+
+    Raises `DoodleError` when `out` exists (unless `overwrite`) or no input file is found.
+    """
+    from doodle.data.formats import expand_sources
+
+    cfg = config or PrepareConfig()
+    if not 0.0 <= cfg.val_fraction < 1.0:
+        raise DoodleError(f"val_fraction must be in [0, 1), got {cfg.val_fraction}")
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise DoodleError(f"{out} already exists (pass --overwrite to replace it)")
+    files, skipped = expand_sources([Path(s) for s in sources])
+    for path, reason in skipped:
+        log.warning("skipped %s: %s", path, reason)
+    if not files:
+        raise DoodleError(f"no drawing files found in {', '.join(map(str, sources))}")
+    started = time.time()
+    work = out.with_name(out.name + ".partial")
+    shutil.rmtree(work, ignore_errors=True)
+    (work / "_tmp").mkdir(parents=True)
+    workers = cfg.workers or os.cpu_count() or 1
+    tasks = _plan_tasks(files, max(1, int(cfg.chunk_mb * 2**20)))
+    n_buckets = cfg.shards or _choose_buckets(tasks, workers, cfg.memory_mb)
+    segment_bytes = max(1 << 20, (cfg.memory_mb << 20) // (4 * workers))
+    results = _run_map(tasks, work, n_buckets, segment_bytes, cfg, workers)
+    classes, unknown = _resolve_classes(cfg.classes, results)
+    counts = _run_reduce(work, n_buckets, tasks, results, classes, cfg, workers)
+    rejected = _merge_rejects(work, tasks, results)
+    manifest = _manifest(cfg, files, skipped, tasks, results, classes, counts, rejected, n_buckets,
+                         time.time() - started, unknown)
+    (work / "manifest.json").write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
+    shutil.rmtree(work / "_tmp")
+    if out.exists():
+        shutil.rmtree(out)
+    work.rename(out)
+    return manifest
+
+
+def load_manifest(store: str | os.PathLike) -> dict:
+    """The manifest of a store (raises `DoodleError` when `store` is not one)."""
+    path = Path(store) / "manifest.json"
+    if not path.is_file():
+        raise DoodleError(f"{store} is not a doodle store (no manifest.json)")
+    return orjson.loads(path.read_bytes())
+
+
+def store_files(store: str | os.PathLike, split: str | None = None) -> list[Path]:
+    """The Parquet shards of a store, of one split or all."""
+    load_manifest(store)
+    splits = [split] if split else list(SPLITS)
+    for name in splits:
+        if name not in SPLITS:
+            raise DoodleError(f"unknown split {name!r}; choose from {', '.join(SPLITS)}")
+    return sorted(p for name in splits for p in (Path(store) / name).glob("part-*.parquet"))
+
+
+def iter_store(store: str | os.PathLike, split: str | None = None, batch_size: int = 4096) -> Iterator[Drawing]:
+    """Stream the drawings of a store (one split or all), shard after shard."""
+    for path in store_files(store, split):
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_size):
+            yield from table_to_drawings(batch)
+
+
+# -- planning -------------------------------------------------------------------------------------
+
+
+def _plan_tasks(files: list[tuple[Path, str]], chunk_bytes: int) -> list[_Task]:
+    from doodle.data.formats import SPLITTABLE_FORMATS
+
+    tasks: list[_Task] = []
+    for path, fmt in files:
+        if fmt == "store":  # re-preparing a store: one task per shard
+            for shard in store_files(path):
+                tasks.append(_Task(len(tasks), str(shard), STORE_SHARD, 0, None, shard.stat().st_size * 3))
+            continue
+        size = path.stat().st_size
+        gz = path.suffix == ".gz"
+        if fmt in SPLITTABLE_FORMATS and not gz and size > chunk_bytes:
+            for start in range(0, size, chunk_bytes):
+                end = min(start + chunk_bytes, size)
+                tasks.append(_Task(len(tasks), str(path), fmt, start, end, end - start))
+        else:
+            tasks.append(_Task(len(tasks), str(path), fmt, 0, None, size * (4 if gz else 1)))
+    return tasks
+
+
+def _choose_buckets(tasks: list[_Task], workers: int, memory_mb: int) -> int:
+    """Enough buckets that one per worker (with working copies, x3) fits the memory budget."""
+    arrow_bytes = sum(t.size * _EXPANSION.get(t.fmt, _DEFAULT_EXPANSION) for t in tasks)
+    per_bucket = (memory_mb << 20) / (3 * workers)
+    return max(1, min(4096, math.ceil(arrow_bytes / per_bucket)))
+
+
+# -- map stage ------------------------------------------------------------------------------------
+
+
+def _pool(workers: int):
+    # spawn, not fork: worker processes must not inherit the parent's threads (tqdm, numba).
+    return mp.get_context("spawn").Pool(workers)
+
+
+def _run_map(tasks, work: Path, n_buckets: int, segment_bytes: int, cfg: PrepareConfig, workers: int):
+    from tqdm import tqdm
+
+    args = [(t, str(work / "_tmp"), n_buckets, segment_bytes, cfg) for t in tasks]
+    # Largest first, so a big file does not start last and leave the other cores idle.
+    args.sort(key=lambda a: -a[0].size)
+    results: list[_TaskResult] = [None] * len(tasks)  # type: ignore[list-item]
+    bar = tqdm(total=sum(t.size for t in tasks), unit="B", unit_scale=True, desc="read",
+               disable=not cfg.progress)
+    if workers == 1:
+        iterator = map(_map_task, args)
+        for result in iterator:
+            results[result.index] = result
+            bar.update(tasks[result.index].size)
+    else:
+        with _pool(workers) as pool:
+            for result in pool.imap_unordered(_map_task, args):
+                results[result.index] = result
+                bar.update(tasks[result.index].size)
+    bar.close()
+    return results
+
+
+def _task_position(stats, fmt: str) -> int:
+    """Where the record just read sits: its line (text formats) or record index (others)."""
+    from doodle.data.formats import SPLITTABLE_FORMATS
+
+    return stats.lines if fmt in SPLITTABLE_FORMATS else stats.records - 1
+
+
+def _normalise_word(word: str, classes: set[str] | None) -> str | None:
+    if classes is None or word in classes:
+        return word
+    spaced = word.replace("_", " ")
+    return spaced if spaced in classes else None
+
+
+def _map_task(args) -> _TaskResult:
+    from doodle.data.formats import ReadStats
+
+    task, tmp, n_buckets, segment_bytes, cfg = args
+    result = _TaskResult(task.index)
+    classes = set(cfg.classes) if cfg.classes else None
+    stats = ReadStats()
+    writer = _SegmentWriter(Path(tmp) / f"map-{task.index:06d}.arrow", n_buckets, cfg.seed, task)
+    with open(Path(tmp) / f"rejects-{task.index:06d}.ndjson", "wb") as rejects:
+        buffer: list[Drawing] = []
+        buffered_points = 0
+        for record in _records(task, cfg.limits, stats):
+            result.inputs += 1
+            if isinstance(record, Drawing) and record.word is not None:
+                word = _normalise_word(record.word, classes)
+                if word is None:
+                    record = Reject(task.path, _task_position(stats, task.fmt),
+                                    f"unknown class {record.word!r} (not in the class list)",
+                                    orjson.dumps(record.to_json_dict(), option=orjson.OPT_SERIALIZE_NUMPY).decode())
+                else:
+                    record.word = word
+            if isinstance(record, Reject):
+                result.rejected[_reason_kind(record.reason)] += 1
+                rejects.write(orjson.dumps(record.to_json_dict()) + b"\n")
+                continue
+            result.accepted += 1
+            result.words[record.word] += 1
+            buffer.append(record)
+            buffered_points += record.n_points + (784 if record.bitmap is not None else 0)
+            if buffered_points * 12 >= segment_bytes:
+                writer.write(buffer)
+                buffer, buffered_points = [], 0
+        writer.write(buffer)
+    writer.close()
+    result.lines = stats.lines
+    result.segments = writer.segments
+    return result
+
+
+def _records(task: _Task, limits: Limits, stats) -> Iterator[Drawing | Reject]:
+    from doodle.data.formats import iter_records
+
+    if task.fmt != STORE_SHARD:
+        yield from iter_records(task.path, task.fmt, limits=limits, start=task.start, end=task.end, stats=stats)
+        return
+    for batch in pq.ParquetFile(task.path).iter_batches(batch_size=4096):
+        for drawing in table_to_drawings(batch):
+            stats.records += 1
+            yield drawing
+
+
+def _reason_kind(reason: str) -> str:
+    """The reason without its specifics (numbers, quoted values), for manifest totals."""
+    head = reason.split(":")[0]
+    return " ".join("N" if w.strip(",()").isdigit() else w for w in head.split())[:80]
+
+
+class _SegmentWriter:
+    """One Arrow IPC file per map task: segments of `n_buckets` batches, batch b = bucket b."""
+
+    def __init__(self, path: Path, n_buckets: int, seed: int, task: _Task):
+        self.path, self.n_buckets, self.seed, self.task = path, n_buckets, seed, task
+        self.schema = _map_schema()
+        self.sink = pa.OSFile(str(path), "wb")
+        self.writer = pa.ipc.new_file(self.sink, self.schema,
+                                      options=pa.ipc.IpcWriteOptions(compression="lz4"))
+        self.segments = 0
+        self.rows = 0
+
+    def write(self, drawings: list[Drawing]) -> None:
+        if not drawings and self.segments:
+            return
+        table = drawings_to_table(drawings, source=self.task.path)
+        keys = table.column("key_id").to_numpy()
+        # Map-side order keys: which duplicate survives depends on input order, never on timing.
+        table = table.append_column("task", pa.array(np.full(len(keys), self.task.index, np.int32)))
+        table = table.append_column("row", pa.array(np.arange(self.rows, self.rows + len(keys), dtype=np.int64)))
+        self.rows += len(keys)
+        buckets = bucket_of(keys, self.n_buckets, self.seed)
+        order = np.argsort(buckets, kind="stable")
+        table = table.take(pa.array(order))
+        bounds = np.searchsorted(buckets[order], np.arange(self.n_buckets + 1))
+        table = table.cast(self.schema)
+        for b in range(self.n_buckets):
+            # Exactly one batch per bucket, even an empty one: the reduce stage finds bucket b of
+            # segment s at batch index s * n_buckets + b.
+            part = table.slice(bounds[b], bounds[b + 1] - bounds[b]).combine_chunks()
+            batches = part.to_batches()
+            self.writer.write_batch(batches[0] if batches else _empty_batch(self.schema))
+        self.segments += 1
+
+    def close(self) -> None:
+        self.writer.close()
+        self.sink.close()
+
+
+def _empty_batch(schema: pa.Schema) -> pa.RecordBatch:
+    return pa.record_batch([pa.array([], type=f.type) for f in schema], schema=schema)
+
+
+def _map_schema() -> pa.Schema:
+    base = [f for f in SCHEMA if f.name not in ("label", "split")]
+    return pa.schema(base + [pa.field("task", pa.int32()), pa.field("row", pa.int64())])
+
+
+# -- between the stages -------------------------------------------------------------------------
+
+
+def _resolve_classes(given: list[str] | None, results: list[_TaskResult]) -> tuple[list[str], list[str]]:
+    """Classes in label order (given, or the sorted words seen) and given classes never seen."""
+    seen: Counter = Counter()
+    for r in results:
+        seen.update(r.words)
+    if given:
+        return list(given), [c for c in given if c not in seen]
+    return sorted(seen), []
+
+
+# -- reduce stage ---------------------------------------------------------------------------------
+
+
+def _run_reduce(work: Path, n_buckets: int, tasks, results, classes, cfg, workers) -> dict:
+    from tqdm import tqdm
+
+    segments = {r.index: r.segments for r in results}
+    args = [(b, str(work), n_buckets, segments, classes, cfg) for b in range(n_buckets)]
+    totals = {"duplicates": 0, "per_split": Counter(), "per_class": {s: Counter() for s in SPLITS}}
+    bar = tqdm(total=n_buckets, unit="shard", desc="shuffle", disable=not cfg.progress)
+    if workers == 1 or n_buckets == 1:
+        iterator = map(_reduce_bucket, args)
+        _collect(iterator, totals, bar)
+    else:
+        with _pool(min(workers, n_buckets)) as pool:
+            _collect(pool.imap_unordered(_reduce_bucket, args), totals, bar)
+    bar.close()
+    return totals
+
+
+def _collect(iterator, totals: dict, bar) -> None:
+    for dups, per_class in iterator:
+        totals["duplicates"] += dups
+        for split, counter in per_class.items():
+            totals["per_class"][split].update(counter)
+            totals["per_split"][split] += sum(counter.values())
+        bar.update(1)
+
+
+def _read_bucket(tmp: Path, bucket: int, n_buckets: int, segments: dict[int, int]) -> pa.Table:
+    parts = []
+    for task_index, n_segments in sorted(segments.items()):
+        with pa.memory_map(str(tmp / f"map-{task_index:06d}.arrow")) as source:
+            reader = pa.ipc.open_file(source)
+            for s in range(n_segments):
+                batch = reader.get_batch(s * n_buckets + bucket)
+                if batch.num_rows:
+                    parts.append(batch)
+    if not parts:
+        return _map_schema().empty_table()
+    # Copy out of the memory maps before they close.
+    return pa.Table.from_batches(parts).combine_chunks()
+
+
+def _deduplicate(table: pa.Table) -> tuple[pa.Table, int]:
+    """Keep one row per key_id: timed over untimed (raw data is richer), then input order."""
+    if table.num_rows == 0:
+        return table, 0
+    keys = table.column("key_id").to_numpy()
+    untimed = table.column("t").is_null().to_numpy(zero_copy_only=False)
+    order = np.lexsort((table.column("row").to_numpy(), table.column("task").to_numpy(), untimed, keys))
+    sorted_keys = keys[order]
+    first = np.ones(len(order), bool)
+    first[1:] = sorted_keys[1:] != sorted_keys[:-1]
+    keep = np.sort(order[first])
+    return table.take(pa.array(keep)), int(len(keys) - len(keep))
+
+
+def _reduce_bucket(args) -> tuple[int, dict[str, Counter]]:
+    bucket, work, n_buckets, segments, classes, cfg = args
+    work = Path(work)
+    table = _read_bucket(work / "_tmp", bucket, n_buckets, segments)
+    table, dups = _deduplicate(table)
+    table = table.drop_columns(["task", "row"])
+    keys = table.column("key_id").to_numpy()
+    words = table.column("word").to_pylist()
+    index = {c: i for i, c in enumerate(classes)}
+    labels = np.array([index.get(w, -1) if w is not None else -1 for w in words], np.int32)
+    val = is_val(keys, cfg.val_fraction, cfg.seed)
+    split = np.where(labels < 0, "test", np.where(val, "val", "train"))
+    table = table.append_column("label", pa.array(labels)).append_column("split", pa.array(split))
+    table = table.select(SCHEMA.names).cast(SCHEMA)
+    rng = np.random.default_rng([cfg.seed, bucket])
+    table = table.take(pa.array(rng.permutation(table.num_rows)))
+    per_class: dict[str, Counter] = {}
+    for name in SPLITS:
+        part = table.filter(pc.equal(table.column("split"), name))
+        if part.num_rows == 0:
+            continue
+        per_class[name] = Counter(part.column("word").to_pylist())
+        _write_parquet(part, work / name / f"part-{bucket:05d}.parquet", cfg.row_group_size)
+    return dups, per_class
+
+
+def _write_parquet(table: pa.Table, path: Path, row_group_size: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    pq.write_table(table, tmp, compression="zstd", row_group_size=row_group_size,
+                   use_dictionary=["word", "split", "countrycode", "source"])
+    tmp.rename(path)
+
+
+# -- rejects and manifest -------------------------------------------------------------------------
+
+
+def _merge_rejects(work: Path, tasks: list[_Task], results: list[_TaskResult]) -> int:
+    """One rejects.ndjson in input order, with line numbers made absolute across file chunks."""
+    from doodle.data.formats import SPLITTABLE_FORMATS
+
+    line_base: dict[int, int] = {}
+    lines_so_far: dict[str, int] = {}
+    for task in sorted(tasks, key=lambda t: (t.path, t.start)):
+        line_base[task.index] = lines_so_far.get(task.path, 0)
+        lines_so_far[task.path] = line_base[task.index] + results[task.index].lines
+    count = 0
+    with open(work / "rejects.ndjson", "wb") as out:
+        for task in tasks:
+            shift = line_base[task.index] if task.fmt in SPLITTABLE_FORMATS else 0
+            with open(work / "_tmp" / f"rejects-{task.index:06d}.ndjson", "rb") as handle:
+                for line in handle:
+                    if shift:
+                        record = orjson.loads(line)
+                        record["line"] += shift
+                        line = orjson.dumps(record) + b"\n"
+                    out.write(line)
+                    count += 1
+    return count
+
+
+def _manifest(cfg, files, skipped, tasks, results, classes, counts, rejected, n_buckets, seconds,
+              unknown) -> dict:
+    inputs = sum(r.inputs for r in results)
+    accepted_rows = sum(counts["per_split"].values())
+    reasons: Counter = Counter()
+    for r in results:
+        reasons.update(r.rejected)
+    per_file: dict[str, dict] = {}
+    for t in tasks:
+        entry = per_file.setdefault(t.path, {"format": t.fmt, "input": 0, "rejected": 0})
+        entry["input"] += results[t.index].inputs
+        entry["rejected"] += sum(results[t.index].rejected.values())
+    config = asdict(cfg)
+    config.pop("progress")
+    return {
+        "format": "doodle-store/1",
+        "code_version": code_version(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "classes": classes,
+        "n_classes": len(classes),
+        "input": inputs,
+        "accepted": accepted_rows,
+        "duplicates": counts["duplicates"],
+        "rejected": rejected,
+        "rejected_by_reason": dict(reasons.most_common()),
+        "splits": {s: counts["per_split"].get(s, 0) for s in SPLITS},
+        "per_class": {s: {c: counts["per_class"][s].get(c, 0) for c in classes} for s in ("train", "val")},
+        "unlabelled": counts["per_split"].get("test", 0),
+        "classes_never_seen": unknown,
+        "shards": n_buckets,
+        "files": per_file,
+        "skipped_files": {str(p): reason for p, reason in skipped},
+        "config": config,
+        "seconds": round(seconds, 2),
+        "schema": {f.name: str(f.type) for f in SCHEMA},
+    }
+
+
+def describe(manifest: dict, max_classes: int = 20) -> str:
+    """A human summary of a store's manifest: totals, splits, rejects, the largest classes."""
+    lines = [
+        f"doodle store ({manifest['code_version']}, {manifest['shards']} shards, built in {manifest['seconds']} s)",
+        f"  input {manifest['input']:,} = accepted {manifest['accepted']:,} + duplicates "
+        f"{manifest['duplicates']:,} + rejected {manifest['rejected']:,}",
+        "  splits: " + ", ".join(f"{s} {n:,}" for s, n in manifest["splits"].items()),
+        f"  classes: {manifest['n_classes']}"
+        + (f" ({len(manifest['classes_never_seen'])} listed but never seen)" if manifest["classes_never_seen"] else ""),
+    ]
+    if manifest["rejected_by_reason"]:
+        lines.append("  rejects by reason (details in rejects.ndjson):")
+        lines += [f"    {n:>9,}  {reason}" for reason, n in list(manifest["rejected_by_reason"].items())[:10]]
+    train, val = manifest["per_class"]["train"], manifest["per_class"]["val"]
+    ranked = sorted(manifest["classes"], key=lambda c: -(train.get(c, 0) + val.get(c, 0)))
+    shown = ranked[:max_classes]
+    if shown:
+        width = max(len(c) for c in shown)
+        lines.append(f"  {'class':<{width}}  {'train':>8}  {'val':>7}")
+        lines += [f"  {c:<{width}}  {train.get(c, 0):>8,}  {val.get(c, 0):>7,}" for c in shown]
+        if len(ranked) > len(shown):
+            lines.append(f"  ... and {len(ranked) - len(shown)} more classes (doodle info --all)")
+    if manifest["skipped_files"]:
+        lines.append(f"  skipped {len(manifest['skipped_files'])} non-drawing files (listed in manifest.json)")
+    return "\n".join(lines)

@@ -1,0 +1,159 @@
+"""Drawings <-> Arrow tables: the store's schema, in one place.
+
+Strokes are stored flat so that any Arrow tool (DuckDB, Polars, Spark) can read them and a loader
+can hand them to the batch renderer without a Python loop per point:
+
+* `stroke_len`: points per stroke (list<int32>);
+* `x`, `y`: all points of the drawing, stroke after stroke (list<float32>: simplified
+  coordinates are integers and nearly all raw ones are float32 values, so they are exact; the few
+  raw values written with more digits keep 7 significant digits, an error below 1e-4 px);
+* `t`: milliseconds since the first point, null when the source had no timing (list<float32>,
+  exact for whole milliseconds up to 4.6 hours).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+import numpy as np
+import pyarrow as pa
+
+from doodle.data.drawing import Drawing
+
+SCHEMA = pa.schema(
+    [
+        pa.field("key_id", pa.uint64(), nullable=False),
+        pa.field("word", pa.string()),
+        pa.field("label", pa.int32(), nullable=False),
+        pa.field("split", pa.string(), nullable=False),
+        pa.field("countrycode", pa.string()),
+        pa.field("recognized", pa.bool_()),
+        pa.field("timestamp", pa.timestamp("us", tz="UTC")),
+        pa.field("n_strokes", pa.int32(), nullable=False),
+        pa.field("n_points", pa.int32(), nullable=False),
+        pa.field("stroke_len", pa.list_(pa.int32())),
+        pa.field("x", pa.list_(pa.float32())),
+        pa.field("y", pa.list_(pa.float32())),
+        pa.field("t", pa.list_(pa.float32())),
+        pa.field("bitmap", pa.binary()),
+        pa.field("source", pa.string()),
+    ]
+)
+"""One row per drawing. `label` is -1 and `split` is "test" for drawings without a word."""
+
+# Columns produced before labels and splits exist (the map stage of `prepare`).
+RAW_COLUMNS = [f.name for f in SCHEMA if f.name not in ("label", "split")]
+
+
+def _list_array(offsets: np.ndarray, values: np.ndarray, valid: np.ndarray | None = None) -> pa.Array:
+    mask = None if valid is None or valid.all() else pa.array(~valid)
+    return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), pa.array(values), mask=mask)
+
+
+def _concat(parts: list[np.ndarray], dtype: type) -> np.ndarray:
+    return np.concatenate(parts) if parts else np.zeros(0, dtype)
+
+
+def drawings_to_table(drawings: Iterable[Drawing], source: str | None = None) -> pa.Table:
+    """The store columns (all but label and split) for a batch of drawings."""
+    drawings = list(drawings)
+    n = len(drawings)
+    stroke_counts = np.zeros(n, np.int64)
+    point_counts = np.zeros(n, np.int64)
+    flats, lens = [], []
+    has_time = np.zeros(n, bool)
+    for i, d in enumerate(drawings):
+        pts, offsets = d.to_flat(np.float32)
+        flats.append(pts)
+        lens.append(np.diff(offsets))
+        stroke_counts[i] = len(offsets) - 1
+        point_counts[i] = len(pts)
+        has_time[i] = pts.shape[1] == 3
+    point_offsets = np.zeros(n + 1, np.int64)
+    np.cumsum(point_counts, out=point_offsets[1:])
+    stroke_offsets = np.zeros(n + 1, np.int64)
+    np.cumsum(stroke_counts, out=stroke_offsets[1:])
+    xs = _concat([p[:, 0] for p in flats], np.float32)
+    ys = _concat([p[:, 1] for p in flats], np.float32)
+    ts = _concat([p[:, 2] if p.shape[1] == 3 else np.zeros(len(p), np.float32) for p in flats], np.float32)
+    stroke_len = _concat(lens, np.int32).astype(np.int32)
+    bitmaps = [None if d.bitmap is None else np.asarray(d.bitmap, np.uint8).tobytes() for d in drawings]
+    columns = {
+        "key_id": pa.array([d.key_id for d in drawings], pa.uint64()),
+        "word": pa.array([d.word for d in drawings], pa.string()),
+        "countrycode": pa.array([d.countrycode for d in drawings], pa.string()),
+        "recognized": pa.array([d.recognized for d in drawings], pa.bool_()),
+        "timestamp": pa.array([d.timestamp for d in drawings], pa.timestamp("us", tz="UTC")),
+        "n_strokes": pa.array(stroke_counts.astype(np.int32)),
+        "n_points": pa.array(point_counts.astype(np.int32)),
+        "stroke_len": _list_array(stroke_offsets, stroke_len),
+        "x": _list_array(point_offsets, xs),
+        "y": _list_array(point_offsets, ys),
+        "t": _list_array(point_offsets, ts, has_time),
+        "bitmap": pa.array(bitmaps, pa.binary()),
+        "source": pa.array([source] * n, pa.string()),
+    }
+    return pa.table(columns)
+
+
+def table_to_drawings(table: pa.Table | pa.RecordBatch) -> list[Drawing]:
+    """Drawings from store rows (any subset of columns that includes key_id and the strokes)."""
+    n = table.num_rows
+    names = set(table.schema.names)
+    key_ids = table.column("key_id").to_pylist()
+
+    def col(name: str, default: object = None) -> list:
+        return table.column(name).to_pylist() if name in names else [default] * n
+
+    words, countries, recognized = col("word"), col("countrycode", ""), col("recognized")
+    stamps, bitmaps = col("timestamp"), col("bitmap")
+    out = []
+    if "x" in names:
+        x_col, y_col, t_col = table.column("x"), table.column("y"), table.column("t")
+        len_col = table.column("stroke_len")
+        x_off = _offsets(x_col)
+        xv, yv = _values(x_col), _values(y_col)
+        tv, t_valid = _values(t_col), np.asarray(_combine(t_col).is_valid())
+        s_off, sv = _offsets(len_col), _values(len_col)
+    for i in range(n):
+        strokes: list[np.ndarray] = []
+        if "x" in names and x_off[i + 1] > x_off[i]:
+            lo, hi = x_off[i], x_off[i + 1]
+            cols = [xv[lo:hi], yv[lo:hi]] + ([tv[lo:hi]] if t_valid[i] else [])
+            pts = np.stack(cols, axis=1).astype(np.float64)
+            ends = np.cumsum(sv[s_off[i] : s_off[i + 1]])
+            strokes = np.split(pts, ends[:-1])
+        bitmap = None
+        if bitmaps[i] is not None:
+            bitmap = np.frombuffer(bitmaps[i], np.uint8).reshape(28, 28)
+        stamp = stamps[i]
+        if isinstance(stamp, datetime) and stamp.tzinfo is None:
+            stamp = stamp.replace(tzinfo=UTC)
+        out.append(
+            Drawing(
+                key_id=key_ids[i],
+                strokes=strokes,
+                word=words[i],
+                countrycode=countries[i] or "",
+                recognized=recognized[i],
+                timestamp=stamp,
+                bitmap=bitmap,
+            )
+        )
+    return out
+
+
+def _combine(column: pa.ChunkedArray | pa.Array) -> pa.Array:
+    return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+
+
+def _offsets(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    arr = _combine(column)
+    return np.asarray(arr.offsets)
+
+
+def _values(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    arr = _combine(column)
+    # .values ignores a slice's offset, which is what the absolute offsets above index into.
+    return np.asarray(arr.values)
