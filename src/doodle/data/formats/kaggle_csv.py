@@ -1,0 +1,135 @@
+"""Kaggle "Doodle Recognition Challenge" CSVs (FORMATS.md section 4).
+
+Train files: `countrycode,drawing,key_id,recognized,timestamp,word`; test files:
+`key_id,countrycode,drawing`. Columns are matched by name, so either layout (and raw or simplified
+drawings) reads with the same code. The drawing column is JSON text, parsed by the shared validator.
+Every row is one physical line (drawing JSON holds no newline), which is what makes byte-range
+splitting possible; each line is parsed on its own so a broken quote can never swallow the next row.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import orjson
+
+from doodle.data.drawing import DEFAULT_LIMITS, Drawing, Limits, Reject, format_timestamp
+from doodle.data.formats.common import (
+    ReadStats,
+    atomic_output,
+    check_range,
+    first_line,
+    iter_lines,
+    record_to_item,
+    text_reject,
+)
+from doodle.errors import DoodleError, UnknownFormatError
+
+TRAIN_COLUMNS = ("countrycode", "drawing", "key_id", "recognized", "timestamp", "word")
+TEST_COLUMNS = ("key_id", "countrycode", "drawing")
+KNOWN_COLUMNS = frozenset(TRAIN_COLUMNS)
+REQUIRED_COLUMNS = frozenset({"key_id", "drawing"})
+
+
+def parse_header(line: bytes) -> list[str] | str:
+    """The column names of a Kaggle CSV header line, or a sentence saying why it is not one."""
+    try:
+        text = line.decode("utf-8-sig").strip()
+        columns = next(csv.reader([text], strict=True)) if text else []
+    except (UnicodeDecodeError, csv.Error, StopIteration):
+        return "its first line is not a CSV header"
+    names = [c.strip() for c in columns]
+    missing = REQUIRED_COLUMNS - set(names)
+    unknown = [n for n in names if n not in KNOWN_COLUMNS]
+    if missing or unknown or len(set(names)) != len(names):
+        shown = ",".join(names)[:120]
+        return (
+            f"its header ({shown}) is not a Kaggle Quick, Draw! header "
+            f"({','.join(TRAIN_COLUMNS)} or {','.join(TEST_COLUMNS)})"
+        )
+    return names
+
+
+def iter_kaggle_csv(
+    path: Path,
+    *,
+    limits: Limits = DEFAULT_LIMITS,
+    word: str | None = None,
+    start: int = 0,
+    end: int | None = None,
+    stats: ReadStats | None = None,
+) -> Iterator[Drawing | Reject]:
+    """Every row of a Kaggle CSV, streaming; see `formats.iter_records`.
+
+    The header is always read from the top of the file; it is line 1 (and counted in `stats.lines`)
+    only in the range that contains offset 0.
+    """
+    check_range(path, start, end)
+    header = parse_header(first_line(path))
+    if isinstance(header, str):
+        raise UnknownFormatError(f"{path}: not a Kaggle CSV: {header}")
+    n_columns = len(header)
+    line_no = 0
+    for raw in iter_lines(path, start, end):
+        line_no += 1
+        if stats is not None:
+            stats.lines += 1
+        if start == 0 and line_no == 1:  # the header itself
+            continue
+        if raw.isspace():
+            continue
+        item = _parse_row(path, line_no, raw, header, n_columns, limits, word)
+        if stats is not None:
+            stats.records += 1
+            stats.rejects += isinstance(item, Reject)
+        yield item
+
+
+def _parse_row(
+    path: Path, line_no: int, raw: bytes, header: list[str], n_columns: int, limits: Limits, word: str | None
+) -> Drawing | Reject:
+    try:
+        row = next(csv.reader([raw.decode("utf-8")], strict=True))
+    except UnicodeDecodeError:
+        return text_reject(path, line_no, "row is not valid UTF-8", raw)
+    except (csv.Error, StopIteration) as err:
+        return text_reject(path, line_no, f"broken CSV row: {err}", raw)
+    if len(row) != n_columns:
+        return text_reject(path, line_no, f"row has {len(row)} fields, the header has {n_columns}", raw)
+    # An empty field is a missing value (Kaggle's test rows have no word, some no countrycode).
+    obj = {name: value for name, value in zip(header, row, strict=True) if value != ""}
+    return record_to_item(path, line_no, obj, raw, limits, word)
+
+
+def write_kaggle_csv(drawings: Iterable[Drawing], path: Path | str, test: bool = False) -> int:
+    """Write drawings in Kaggle's CSV layout (train, or test with `test=True`). Returns the count.
+
+    As in Kaggle's files: fields quoted only when needed (the drawing, a word with a comma),
+    `recognized` as True/False, the timestamp without its " UTC" suffix, key_id as a plain integer,
+    `\\n` line ends. The drawing is compact JSON (no spaces). `.gz` compresses.
+    """
+    columns = TEST_COLUMNS if test else TRAIN_COLUMNS
+    count = 0
+    with atomic_output(path) as out:
+        text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=False)
+        writer = csv.writer(text, quoting=csv.QUOTE_MINIMAL, lineterminator="\n")
+        writer.writerow(columns)
+        for drawing in drawings:
+            if not drawing.strokes:
+                raise DoodleError(f"{path}: drawing {drawing.key_id} has no strokes (a bitmap?): not CSV")
+            values = {
+                "countrycode": drawing.countrycode,
+                "drawing": orjson.dumps(drawing.to_json_dict()["drawing"]).decode(),
+                "key_id": str(drawing.key_id),
+                "recognized": "" if drawing.recognized is None else str(bool(drawing.recognized)),
+                "timestamp": format_timestamp(drawing.timestamp).removesuffix(" UTC") if drawing.timestamp else "",
+                "word": drawing.word or "",
+            }
+            writer.writerow([values[c] for c in columns])
+            count += 1
+        text.flush()
+        text.detach()  # leave the underlying handle to atomic_output
+    return count
