@@ -118,8 +118,20 @@ def _looks_like_text(head: bytes) -> bool:
     return bad <= max(4, len(head) // 100)  # a character cut at the end of `head` costs up to 3
 
 
+NDJSON_SUFFIXES = (".ndjson", ".jsonl")
+
+
 def _sniff_text(path: Path, head: bytes) -> tuple[str | None, str]:
     """(format, "") for ndjson / JSON documents / Kaggle CSVs, else (None, why not)."""
+    fmt, why = _sniff_text_content(path, head)
+    if fmt is None and path.name.lower().removesuffix(".gz").endswith(NDJSON_SUFFIXES) and b"\0" not in head:
+        # The name says ndjson and the content is text: read it, so that every bad line becomes a
+        # counted reject with its reason instead of the whole file vanishing as "not a drawing file".
+        return "simplified-ndjson", ""
+    return fmt, why
+
+
+def _sniff_text_content(path: Path, head: bytes) -> tuple[str | None, str]:
     text = head.decode("utf-8", "ignore").lstrip("\ufeff \t\r\n")
     if text[:1] in ("{", "["):
         return _sniff_json(path)
