@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from doodle.cli import main
-from doodle.data.store import PrepareConfig, _choose_buckets, _Task, iter_store, load_manifest, prepare, store_files
+from doodle.data.store import PrepareConfig, _choose_buckets, _Part, _Task, iter_store, load_manifest, prepare, store_files
 from doodle.errors import DoodleError
 
 QUIET = {"progress": False, "workers": 1}
@@ -147,10 +147,10 @@ def test_existing_store_needs_overwrite(quickdraw: Path, tmp_path: Path):
 
 
 def test_buckets_grow_with_input_and_shrink_with_memory():
-    tasks = [_Task(i, f"f{i}", "raw-ndjson", size=1 << 30) for i in range(100)]  # 100 GB
+    tasks = [_Task(i, (_Part(f"f{i}", "raw-ndjson", size=1 << 30),)) for i in range(100)]  # 100 GB
     assert _choose_buckets(tasks, workers=2, memory_mb=2048) > _choose_buckets(tasks, workers=2, memory_mb=8192) > 10
     assert _choose_buckets(tasks[:1], 2, 2048) < _choose_buckets(tasks, 2, 2048)
-    assert _choose_buckets([_Task(0, "f", "raw-ndjson", size=1000)], 2, 2048) == 1
+    assert _choose_buckets([_Task(0, (_Part("f", "raw-ndjson", size=1000),))], 2, 2048) == 1
 
 
 def test_cli_prepare_and_info(quickdraw: Path, tmp_path: Path, capsys):

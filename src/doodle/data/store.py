@@ -79,8 +79,9 @@ class PrepareConfig:
 
 
 @dataclass(frozen=True)
-class _Task:
-    index: int
+class _Part:
+    """A file, or a byte range of a big text file."""
+
     path: str
     fmt: str
     start: int = 0
@@ -88,15 +89,37 @@ class _Task:
     size: int = 0
 
 
+@dataclass(frozen=True)
+class _Task:
+    """The unit of parallel work: one chunk of a big file, or several small files together."""
+
+    index: int
+    parts: tuple[_Part, ...]
+
+    @property
+    def size(self) -> int:
+        return sum(p.size for p in self.parts)
+
+
+@dataclass
+class _PartResult:
+    inputs: int = 0
+    rejected: int = 0
+    lines: int = 0
+
+
 @dataclass
 class _TaskResult:
     index: int
-    inputs: int = 0
+    parts: list[_PartResult] = field(default_factory=list)
     accepted: int = 0
     rejected: Counter = field(default_factory=Counter)
     words: Counter = field(default_factory=Counter)
-    lines: int = 0
     segments: int = 0
+
+    @property
+    def inputs(self) -> int:
+        return sum(p.inputs for p in self.parts)
 
 
 # -- public API ---------------------------------------------------------------------------------
@@ -172,28 +195,40 @@ def iter_store(store: str | os.PathLike, split: str | None = None, batch_size: i
 
 
 def _plan_tasks(files: list[tuple[Path, str]], chunk_bytes: int) -> list[_Task]:
+    """Cut big text files into byte ranges and pack small files together, about chunk_bytes a task."""
     from doodle.data.formats import SPLITTABLE_FORMATS
 
-    tasks: list[_Task] = []
+    parts: list[_Part] = []
     for path, fmt in files:
-        if fmt == "store":  # re-preparing a store: one task per shard
-            for shard in store_files(path):
-                tasks.append(_Task(len(tasks), str(shard), STORE_SHARD, 0, None, shard.stat().st_size * 3))
+        if fmt == "store":  # re-preparing a store: its shards are the parts
+            parts += [_Part(str(shard), STORE_SHARD, size=shard.stat().st_size * 3) for shard in store_files(path)]
             continue
         size = path.stat().st_size
-        gz = path.suffix == ".gz"
+        gz = path.name.endswith(".gz")
         if fmt in SPLITTABLE_FORMATS and not gz and size > chunk_bytes:
-            for start in range(0, size, chunk_bytes):
-                end = min(start + chunk_bytes, size)
-                tasks.append(_Task(len(tasks), str(path), fmt, start, end, end - start))
+            parts += [_Part(str(path), fmt, start, min(start + chunk_bytes, size), min(chunk_bytes, size - start))
+                      for start in range(0, size, chunk_bytes)]
         else:
-            tasks.append(_Task(len(tasks), str(path), fmt, 0, None, size * (4 if gz else 1)))
+            parts.append(_Part(str(path), fmt, 0, None, size * (4 if gz else 1)))
+    tasks: list[_Task] = []
+    group: list[_Part] = []
+    for part in parts:
+        chunk = part.end is not None  # a byte range of a big file is a task of its own
+        if group and (chunk or sum(p.size for p in group) + part.size > chunk_bytes):
+            tasks.append(_Task(len(tasks), tuple(group)))
+            group = []
+        group.append(part)
+        if chunk:
+            tasks.append(_Task(len(tasks), tuple(group)))
+            group = []
+    if group:
+        tasks.append(_Task(len(tasks), tuple(group)))
     return tasks
 
 
 def _choose_buckets(tasks: list[_Task], workers: int, memory_mb: int) -> int:
     """Enough buckets that one per worker (with working copies, x3) fits the memory budget."""
-    arrow_bytes = sum(t.size * _EXPANSION.get(t.fmt, _DEFAULT_EXPANSION) for t in tasks)
+    arrow_bytes = sum(p.size * _EXPANSION.get(p.fmt, _DEFAULT_EXPANSION) for t in tasks for p in t.parts)
     per_bucket = (memory_mb << 20) / (3 * workers)
     return max(1, min(4096, math.ceil(arrow_bytes / per_bucket)))
 
@@ -244,51 +279,58 @@ def _normalise_word(word: str, classes: set[str] | None) -> str | None:
 
 
 def _map_task(args) -> _TaskResult:
-    from doodle.data.formats import ReadStats
-
     task, tmp, n_buckets, segment_bytes, cfg = args
     result = _TaskResult(task.index)
     classes = set(cfg.classes) if cfg.classes else None
-    stats = ReadStats()
-    writer = _SegmentWriter(Path(tmp) / f"map-{task.index:06d}.arrow", n_buckets, cfg.seed, task)
+    writer = _SegmentWriter(Path(tmp) / f"map-{task.index:06d}.arrow", n_buckets, cfg.seed, task.index, segment_bytes)
     with open(Path(tmp) / f"rejects-{task.index:06d}.ndjson", "wb") as rejects:
-        buffer: list[Drawing] = []
-        buffered_points = 0
-        for record in _records(task, cfg.limits, stats):
-            result.inputs += 1
-            if isinstance(record, Drawing) and record.word is not None:
-                word = _normalise_word(record.word, classes)
-                if word is None:
-                    record = Reject(task.path, _task_position(stats, task.fmt),
-                                    f"unknown class {record.word!r} (not in the class list)",
-                                    orjson.dumps(record.to_json_dict(), option=orjson.OPT_SERIALIZE_NUMPY).decode())
-                else:
-                    record.word = word
-            if isinstance(record, Reject):
-                result.rejected[_reason_kind(record.reason)] += 1
-                rejects.write(orjson.dumps(record.to_json_dict()) + b"\n")
-                continue
-            result.accepted += 1
-            result.words[record.word] += 1
-            buffer.append(record)
-            buffered_points += record.n_points + (784 if record.bitmap is not None else 0)
-            if buffered_points * 12 >= segment_bytes:
-                writer.write(buffer)
-                buffer, buffered_points = [], 0
-        writer.write(buffer)
+        for part in task.parts:
+            result.parts.append(_map_part(part, writer, rejects, result, classes, cfg))
+        writer.flush()
     writer.close()
-    result.lines = stats.lines
     result.segments = writer.segments
     return result
 
 
-def _records(task: _Task, limits: Limits, stats) -> Iterator[Drawing | Reject]:
+def _map_part(part: _Part, writer: _SegmentWriter, rejects, result: _TaskResult, classes: set[str] | None,
+              cfg: PrepareConfig) -> _PartResult:
+    """Read one file or byte range: good drawings to the segment writer, bad records to `rejects`."""
+    from doodle.data.formats import ReadStats
+
+    stats = ReadStats()
+    counts = _PartResult()
+    for record in _records(part, cfg.limits, stats):
+        counts.inputs += 1
+        if isinstance(record, Drawing) and record.word is not None:
+            record = _check_class(record, part, stats, classes)
+        if isinstance(record, Reject):
+            counts.rejected += 1
+            result.rejected[_reason_kind(record.reason)] += 1
+            rejects.write(orjson.dumps(record.to_json_dict()) + b"\n")
+            continue
+        result.accepted += 1
+        result.words[record.word] += 1
+        writer.add(record, part.path)
+    counts.lines = stats.lines
+    return counts
+
+
+def _check_class(drawing: Drawing, part: _Part, stats, classes: set[str] | None) -> Drawing | Reject:
+    word = _normalise_word(drawing.word, classes)
+    if word is None:
+        reason = f"unknown class {drawing.word!r} (not in the class list)"
+        return Reject(part.path, _task_position(stats, part.fmt), reason, orjson.dumps(drawing.to_json_dict()).decode())
+    drawing.word = word
+    return drawing
+
+
+def _records(part: _Part, limits: Limits, stats) -> Iterator[Drawing | Reject]:
     from doodle.data.formats import iter_records
 
-    if task.fmt != STORE_SHARD:
-        yield from iter_records(task.path, task.fmt, limits=limits, start=task.start, end=task.end, stats=stats)
+    if part.fmt != STORE_SHARD:
+        yield from iter_records(part.path, part.fmt, limits=limits, start=part.start, end=part.end, stats=stats)
         return
-    for batch in pq.ParquetFile(task.path).iter_batches(batch_size=4096):
+    for batch in pq.ParquetFile(part.path).iter_batches(batch_size=4096):
         for drawing in table_to_drawings(batch):
             stats.records += 1
             yield drawing
@@ -301,31 +343,47 @@ def _reason_kind(reason: str) -> str:
 
 
 class _SegmentWriter:
-    """One Arrow IPC file per map task: segments of `n_buckets` batches, batch b = bucket b."""
+    """One Arrow IPC file per map task: segments of `n_buckets` batches, batch b = bucket b.
 
-    def __init__(self, path: Path, n_buckets: int, seed: int, task: _Task):
-        self.path, self.n_buckets, self.seed, self.task = path, n_buckets, seed, task
+    Drawings are buffered until about `segment_bytes`, then written as one segment, so a worker's
+    memory is bounded whatever the size of its files.
+    """
+
+    def __init__(self, path: Path, n_buckets: int, seed: int, task_index: int, segment_bytes: int = 64 << 20):
+        self.n_buckets, self.seed, self.task_index = n_buckets, seed, task_index
+        self.segment_bytes = segment_bytes
         self.schema = _map_schema()
         self.sink = pa.OSFile(str(path), "wb")
-        self.writer = pa.ipc.new_file(self.sink, self.schema,
-                                      options=pa.ipc.IpcWriteOptions(compression="lz4"))
+        self.writer = pa.ipc.new_file(self.sink, self.schema, options=pa.ipc.IpcWriteOptions(compression="lz4"))
         self.segments = 0
         self.rows = 0
+        self.buffer: list[Drawing] = []
+        self.sources: list[str] = []
+        self.buffered_bytes = 0
 
-    def write(self, drawings: list[Drawing]) -> None:
-        if not drawings and self.segments:
+    def add(self, drawing: Drawing, source: str) -> None:
+        self.buffer.append(drawing)
+        self.sources.append(source)
+        # about 12 bytes per point in Arrow (x, y, t as float32), a bitmap is 784
+        self.buffered_bytes += 12 * drawing.n_points + (784 if drawing.bitmap is not None else 0) + 100
+        if self.buffered_bytes >= self.segment_bytes:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the buffer as one segment (always at least one segment per file)."""
+        if not self.buffer and self.segments:
             return
-        table = drawings_to_table(drawings, source=self.task.path)
+        table = drawings_to_table(self.buffer, source=self.sources)
+        self.buffer, self.sources, self.buffered_bytes = [], [], 0
         keys = table.column("key_id").to_numpy()
         # Map-side order keys: which duplicate survives depends on input order, never on timing.
-        table = table.append_column("task", pa.array(np.full(len(keys), self.task.index, np.int32)))
+        table = table.append_column("task", pa.array(np.full(len(keys), self.task_index, np.int32)))
         table = table.append_column("row", pa.array(np.arange(self.rows, self.rows + len(keys), dtype=np.int64)))
         self.rows += len(keys)
         buckets = bucket_of(keys, self.n_buckets, self.seed)
         order = np.argsort(buckets, kind="stable")
-        table = table.take(pa.array(order))
+        table = table.take(pa.array(order)).cast(self.schema)
         bounds = np.searchsorted(buckets[order], np.arange(self.n_buckets + 1))
-        table = table.cast(self.schema)
         for b in range(self.n_buckets):
             # Exactly one batch per bucket, even an empty one: the reduce stage finds bucket b of
             # segment s at batch index s * n_buckets + b.
@@ -460,15 +518,18 @@ def _merge_rejects(work: Path, tasks: list[_Task], results: list[_TaskResult]) -
     """One rejects.ndjson in input order, with line numbers made absolute across file chunks."""
     from doodle.data.formats import SPLITTABLE_FORMATS
 
+    # Only byte-range chunks of a big file (tasks of one part) count lines from their own start.
     line_base: dict[int, int] = {}
     lines_so_far: dict[str, int] = {}
-    for task in sorted(tasks, key=lambda t: (t.path, t.start)):
-        line_base[task.index] = lines_so_far.get(task.path, 0)
-        lines_so_far[task.path] = line_base[task.index] + results[task.index].lines
+    chunks = [t for t in tasks if t.parts[0].end is not None and t.parts[0].fmt in SPLITTABLE_FORMATS]
+    for task in sorted(chunks, key=lambda t: (t.parts[0].path, t.parts[0].start)):
+        path = task.parts[0].path
+        line_base[task.index] = lines_so_far.get(path, 0)
+        lines_so_far[path] = line_base[task.index] + results[task.index].parts[0].lines
     count = 0
     with open(work / "rejects.ndjson", "wb") as out:
         for task in tasks:
-            shift = line_base[task.index] if task.fmt in SPLITTABLE_FORMATS else 0
+            shift = line_base.get(task.index, 0)
             with open(work / "_tmp" / f"rejects-{task.index:06d}.ndjson", "rb") as handle:
                 for line in handle:
                     if shift:
@@ -489,9 +550,10 @@ def _manifest(cfg, files, skipped, tasks, results, classes, counts, rejected, n_
         reasons.update(r.rejected)
     per_file: dict[str, dict] = {}
     for t in tasks:
-        entry = per_file.setdefault(t.path, {"format": t.fmt, "input": 0, "rejected": 0})
-        entry["input"] += results[t.index].inputs
-        entry["rejected"] += sum(results[t.index].rejected.values())
+        for part, seen in zip(t.parts, results[t.index].parts, strict=True):
+            entry = per_file.setdefault(part.path, {"format": part.fmt, "input": 0, "rejected": 0})
+            entry["input"] += seen.inputs
+            entry["rejected"] += seen.rejected
     config = asdict(cfg)
     config.pop("progress")
     return {

@@ -13,7 +13,7 @@ can hand them to the batch renderer without a Python loop per point:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
 import numpy as np
@@ -55,10 +55,14 @@ def _concat(parts: list[np.ndarray], dtype: type) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros(0, dtype)
 
 
-def drawings_to_table(drawings: Iterable[Drawing], source: str | None = None) -> pa.Table:
-    """The store columns (all but label and split) for a batch of drawings."""
+def drawings_to_table(drawings: Iterable[Drawing], source: str | Sequence[str] | None = None) -> pa.Table:
+    """The store columns (all but label and split) for a batch of drawings.
+
+    `source` names the file of every drawing (one string for all, or one per drawing).
+    """
     drawings = list(drawings)
     n = len(drawings)
+    sources = [source] * n if source is None or isinstance(source, str) else list(source)
     stroke_counts = np.zeros(n, np.int64)
     point_counts = np.zeros(n, np.int64)
     flats, lens = [], []
@@ -92,7 +96,7 @@ def drawings_to_table(drawings: Iterable[Drawing], source: str | None = None) ->
         "y": _list_array(point_offsets, ys),
         "t": _list_array(point_offsets, ts, has_time),
         "bitmap": pa.array(bitmaps, pa.binary()),
-        "source": pa.array([source] * n, pa.string()),
+        "source": pa.array(sources, pa.string()),
     }
     return pa.table(columns)
 
