@@ -5,8 +5,9 @@
 1. Throughput: every ndjson drawing in ../shared/quickdraw (raw and simplified), prepared with one
    worker and with all cores; prints drawings/s and drawings/s per core (median of --repeats runs).
 2. Memory: the same input replicated 1x, 10x, 100x with fresh key_ids (so nothing is deduplicated
-   away), prepared with the default memory budget; prints the peak resident memory of the whole
-   process tree (parent and workers, sampled from /proc every 50 ms) and the number of shards.
+   away), prepared with the default memory budget on all cores; prints the peak resident memory of
+   the whole process tree (parent and workers, sampled from /proc every 50 ms), the number of
+   shards and the throughput per core at that size (where start-up costs no longer dominate).
    Bounded memory means the peak stays flat while the input grows 100-fold.
 """
 
@@ -46,11 +47,11 @@ def replicate(files: list[Path], factor: int, out: Path) -> int:
     for copy in range(factor):
         with open(out / f"copy{copy:04d}.ndjson", "wb") as sink:
             for f in files:
-                for line in open(f, "rb"):
+                for line in f.read_bytes().splitlines():
                     if not line.strip():
                         continue
                     counter += 1
-                    sink.write(KEY.sub(b'"key_id":"%d"' % counter, line, count=1).rstrip(b"\n") + b"\n")
+                    sink.write(KEY.sub(b'"key_id":"%d"' % counter, line, count=1) + b"\n")
                     n += 1
     return n
 
@@ -119,14 +120,17 @@ def main() -> None:
     try:
         src = work / "src"
         n = replicate(files, 1, src)
-        print(f"input: {len(files)} real ndjson files, {n:,} drawings ({sum(f.stat().st_size for f in files) / 1e6:.0f} MB)")
-        print("\n1. throughput (median of %d runs; includes process start-up)" % args.repeats)
+        megabytes = sum(f.stat().st_size for f in files) / 1e6
+        print(f"input: {len(files)} real ndjson files, {n:,} drawings ({megabytes:.0f} MB)")
+        print(f"\n1. throughput (median of {args.repeats} runs; includes process start-up)")
         for workers in sorted({1, cores}):
             times = [run_prepare(src, work / "store", workers)[0] for _ in range(args.repeats)]
             med = statistics.median(times)
-            print(f"  workers={workers}: {med:6.2f} s  {n / med:9,.0f} drawings/s  {n / med / workers:9,.0f} drawings/s per core")
+            print(f"  workers={workers}: {med:6.2f} s  {n / med:9,.0f} drawings/s  "
+                  f"{n / med / workers:9,.0f} drawings/s per core")
         print(f"\n2. peak memory of the process tree ({cores} workers, default --memory-mb 2048)")
-        print(f"  {'factor':>6} {'drawings':>11} {'input MB':>9} {'shards':>6} {'seconds':>8} {'peak RSS MB':>11}")
+        print(f"  {'factor':>6} {'drawings':>11} {'input MB':>9} {'shards':>6} {'seconds':>8} "
+              f"{'drawings/s/core':>15} {'peak RSS MB':>11}")
         for factor in args.factors:
             shutil.rmtree(work / "rep", ignore_errors=True)
             n_rep = replicate(files, factor, work / "rep")
@@ -134,7 +138,7 @@ def main() -> None:
             seconds, peak, manifest = run_prepare(work / "rep", work / "store", cores)
             assert manifest["accepted"] == n_rep, manifest["accepted"]
             print(f"  {factor:>5}x {n_rep:>11,} {size / 1e6:>9,.0f} {manifest['shards']:>6} {seconds:>8.1f} "
-                  f"{peak / 2**20:>11,.0f}")
+                  f"{n_rep / seconds / cores:>15,.0f} {peak / 2**20:>11,.0f}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -22,9 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "prepare",
         help="build a sharded, shuffled Parquet store from any mix of files and folders",
-        description="Ingest Quick, Draw! files (raw/simplified ndjson, Kaggle CSVs, .bin, .npz, bitmaps) into "
-        "a deduplicated, shuffled, compressed Parquet store with a train/val split that is a pure function "
-        "of key_id. Memory stays bounded whatever the input size; all cores are used.",
+        description="Ingest Quick, Draw! files (raw/simplified ndjson, Kaggle CSVs, .bin, .npz, bitmaps)\n"
+        "into a deduplicated, shuffled, compressed Parquet store with a train/val split that is a\n"
+        "pure function of key_id. Memory stays bounded whatever the input size; all cores are used.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
