@@ -13,7 +13,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from doodle.cli import main
-from doodle.data.store import PrepareConfig, _choose_buckets, _Part, _Task, iter_store, load_manifest, prepare, store_files
+from doodle.data.store import (
+    PrepareConfig,
+    _choose_buckets,
+    _Part,
+    _Task,
+    iter_store,
+    load_manifest,
+    prepare,
+    store_files,
+)
 from doodle.errors import DoodleError
 
 QUIET = {"progress": False, "workers": 1}
