@@ -1,5 +1,5 @@
 # Two commands do all set-up on a fresh machine (see README.md):
-#   make demo   the main job, end to end on embedded data
+#   make demo   the main job, end to end on embedded data (synth, prepare, summary, gallery)
 #   make test   lint + the test suite (what CI runs)
 # Each creates the virtual environment, or refreshes it when pyproject.toml changed.
 
@@ -20,6 +20,8 @@ demo: $(BIN)/.installed
 	$(BIN)/doodle synth --out $(DEMO)/synth --per-class 200
 	$(BIN)/doodle prepare $(DEMO)/synth --out $(DEMO)/store --overwrite
 	$(BIN)/doodle info $(DEMO)/store
+	$(BIN)/doodle render $(DEMO)/store --encoding order-speed-accel-time --size 96 --n 16 --out $(DEMO)/gallery.png
+	@echo "gallery of the prepared drawings: $(DEMO)/gallery.png"
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check src tests benchmarks
