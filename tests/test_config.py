@@ -1,0 +1,74 @@
+"""The typed config loader: YAML, inheritance, overrides, type checks, docs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pytest
+
+from doodle.config import describe_config, field_docs, from_dict, load_config, save_config, to_dict
+from doodle.errors import DoodleError
+
+
+@dataclass
+class Optim:
+    lr: float = 1e-3
+    """Learning rate."""
+    name: Literal["adamw", "sgd"] = "adamw"
+    """Optimizer."""
+
+
+@dataclass
+class Config:
+    epochs: int = 2
+    """Passes over the data."""
+    sizes: list[tuple[int, int]] = field(default_factory=list)
+    """(epoch, size) pairs."""
+    note: str | None = None
+    """Free text."""
+    optim: Optim = field(default_factory=Optim)
+    """The optimizer."""
+
+
+def test_yaml_base_and_overrides(tmp_path):
+    (tmp_path / "base.yaml").write_text("epochs: 5\noptim: {lr: 0.1, name: sgd}\n")
+    (tmp_path / "child.yaml").write_text("base: base.yaml\noptim: {lr: 0.2}\nsizes: [[0, 64], [3, 96]]\n")
+    cfg = load_config(Config, tmp_path / "child.yaml", ["optim.lr=3e-3", "note=hello world", "epochs=7"])
+    assert cfg == Config(epochs=7, sizes=[(0, 64), (3, 96)], note="hello world", optim=Optim(lr=0.003, name="sgd"))
+    save_config(cfg, tmp_path / "resolved.yaml")
+    assert load_config(Config, tmp_path / "resolved.yaml") == cfg
+    assert load_config(Config, None, ["note=null"]).note is None
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["epoch=3"], "unknown config key epoch; valid keys here: epochs, sizes, note, optim"),
+        (["optim.momentum=0.9"], "unknown config key optim.momentum"),
+        (["epochs=three"], "epochs: expected int, got 'three'"),
+        (["epochs=2.5"], "epochs: expected int"),
+        (["optim.name=adam"], "optim.name: 'adam' is not one of 'adamw', 'sgd'"),
+        (["sizes=[[1, 2, 3]]"], "sizes[0]: expected 2 values, got 3"),
+        (["epochs"], "is not of the form key=value"),
+        (["epochs=3", "epochs.x=1"], "'epochs' is a value, not a section"),
+        (["epochs.x=1"], "epochs: expected int, got {'x': 1}"),
+    ],
+)
+def test_bad_values_name_the_key(overrides, message):
+    with pytest.raises(DoodleError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        load_config(Config, None, overrides)
+
+
+def test_int_promotes_to_float_and_docs():
+    assert from_dict(Config, {"optim": {"lr": 1}}).optim.lr == 1.0
+    assert field_docs(Config) == {"epochs": "Passes over the data.", "sizes": "(epoch, size) pairs.",
+                                  "note": "Free text.", "optim": "The optimizer."}
+    lines = describe_config(Config())
+    assert "optim.lr = 0.001  # Learning rate." in lines
+    assert to_dict(Config())["optim"] == {"lr": 0.001, "name": "adamw"}
+
+
+def test_missing_file():
+    with pytest.raises(DoodleError, match="not found"):
+        load_config(Config, "/nonexistent.yaml")
