@@ -17,7 +17,7 @@ from doodle.errors import DoodleError
 from doodle.version import __version__
 
 # In the order they appear in `doodle --help`: the pipeline's order.
-COMMANDS = ["synth", "download", "prepare", "info", "simplify", "convert", "render"]
+COMMANDS = ["synth", "download", "prepare", "info", "simplify", "convert", "render", "train", "predict"]
 
 DESCRIPTION = """\
 doodle: recognise hand-drawn Quick, Draw! doodles.

@@ -1,0 +1,61 @@
+"""`doodle predict`: top-3 guesses of a trained model for every drawing, as a Kaggle submission CSV."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from doodle.errors import DoodleError
+
+EXAMPLES = """\
+examples:
+  doodle predict runs/resnet18 --data test_simplified.csv --out submission.csv
+  doodle predict runs/resnet18 --data test_raw.csv --checkpoint last --out last.csv
+  doodle predict runs/resnet18/snapshot-3.pt --data quickdraw/simplified/ --out sub.csv --batch-size 1024
+
+The output has one row per drawing, in input order: `key_id,word` with the three best class
+names, best first, separated by spaces (spaces inside a name written as underscores, as Kaggle
+expects). Records that cannot be read are skipped, counted and reported. The file is written
+under a temporary name and renamed when complete.
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "predict",
+        help="predict drawings with a trained model and write a Kaggle submission",
+        description="Load a checkpoint of a training run and write its top-3 guesses for every drawing "
+        "of the given files or folders (any format doodle reads) as a Kaggle submission CSV.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("run", metavar="RUN", help="a training run folder, or a checkpoint file")
+    p.add_argument("--data", nargs="+", required=True, metavar="SRC", help="drawing files or folders to predict")
+    p.add_argument("--out", required=True, type=Path, help="submission CSV to write")
+    p.add_argument("--checkpoint", default="best", metavar="best|last|PATH",
+                   help="which checkpoint of RUN: best (default), last, averaged, ema, or a file")
+    p.add_argument("--batch-size", type=int, default=256, help="drawings per forward pass (default 256)")
+    p.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.batch_size < 1:
+        raise DoodleError("--batch-size must be at least 1")
+    out: Path = args.out
+    if any(Path(s).is_file() and Path(s).resolve() == out.resolve() for s in args.data):
+        raise DoodleError(f"--out {out} is also an input; write somewhere else")
+
+    import torch
+
+    from doodle.predict import predict
+
+    if args.device is not None:
+        try:
+            torch.device(args.device)
+        except RuntimeError as err:
+            raise DoodleError(f"--device {args.device}: {err}") from None
+    rows = predict(args.run, args.data, out, checkpoint=args.checkpoint, batch_size=args.batch_size,
+                   progress=not args.quiet, device=args.device)
+    print(f"wrote {out}: {rows:,} rows")
+    return 0

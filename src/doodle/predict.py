@@ -1,0 +1,283 @@
+"""Predict with a trained checkpoint and write a Kaggle submission (`key_id,word`, FORMATS.md 4).
+
+    predict("runs/resnet18", ["test_simplified.csv"], "submission.csv")
+
+The work is split so each part can be reused and extended (test-time augmentation, saved
+probabilities, ensembles):
+
+* `load_model(path)`: (model, preprocessor, classes, meta) from a checkpoint file;
+* `iter_predictions(model, preprocessor, drawings)`: streams `BatchPrediction`s (key ids and
+  log-probabilities [B, K]) in input order, `batch_size` drawings at a time, the next batch read
+  and preprocessed in a background thread while the model runs on the current one, so memory
+  stays constant whatever the input size;
+* `write_submission(predictions, classes, out)`: the CSV, top-3 class names per drawing,
+  written to a temporary file and renamed into place only when complete.
+
+Top-3 ties are broken by the lower class index (`doodle.metrics.topk`).
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import logging
+import os
+import queue
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from doodle.data.drawing import Drawing, Reject
+
+log = logging.getLogger(__name__)
+
+PathLike = str | os.PathLike[str]
+SUBMISSION_HEADER = ("key_id", "word")
+TOP_K = 3
+SHOWN_REJECTS = 5
+
+
+@dataclass
+class BatchPrediction:
+    """One batch of predictions, in input order."""
+
+    key_ids: list[int]
+    """The drawings' key ids (Python ints: Quick, Draw! ids use the full unsigned 64-bit range)."""
+    log_probs: np.ndarray
+    """float32 [B, K] log-softmax of the model's scores (log, so no probability underflows to a tie)."""
+    words: list[str | None] = field(default_factory=list)
+    """The drawings' labels where the input has them (for evaluation), else None."""
+
+    @property
+    def probs(self) -> np.ndarray:
+        """float32 [B, K] class probabilities."""
+        return np.exp(self.log_probs)
+
+    def __len__(self) -> int:
+        return len(self.key_ids)
+
+
+# -- model -------------------------------------------------------------------------------------
+def load_model(path: PathLike, weights: str = "model") -> tuple[Any, Any, list[str], dict]:
+    """(model in eval mode, Preprocessor, class names in label order, meta) from a checkpoint file."""
+    from doodle.checkpoint import load_checkpoint
+
+    return load_checkpoint(path, weights=weights)
+
+
+def resolve(run_or_checkpoint: PathLike, checkpoint: str = "best") -> Path:
+    """The checkpoint file: a file given directly, else RUN/best.pt, RUN/last.pt (by `checkpoint`,
+    which may also be a path)."""
+    from doodle.checkpoint import resolve_checkpoint
+
+    return resolve_checkpoint(run_or_checkpoint, checkpoint)
+
+
+def default_device() -> Any:
+    import torch
+
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def forward_log_probs(model: Any, batch: dict[str, np.ndarray], device: Any) -> np.ndarray:
+    """float32 [B, K] log-probabilities of one preprocessed batch (call under inference mode)."""
+    import torch
+
+    inputs = {}
+    for key, value in batch.items():
+        tensor = torch.from_numpy(np.ascontiguousarray(value))
+        # lengths stay on the CPU, as in training (pack_padded_sequence wants them there)
+        inputs[key] = tensor if key == "lengths" else tensor.to(device, non_blocking=True)
+    logits = model(inputs)
+    return torch.log_softmax(logits.float(), dim=1).cpu().numpy()
+
+
+# -- streaming ---------------------------------------------------------------------------------
+def batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    """Consecutive lists of `size` items (the last one shorter)."""
+    if size < 1:
+        raise ValueError(f"batch size must be at least 1, got {size}")
+    it = iter(items)
+    while chunk := list(itertools.islice(it, size)):
+        yield chunk
+
+
+_DONE = object()
+
+
+def prefetch(items: Iterable[Any], depth: int = 2) -> Iterator[Any]:
+    """`items`, produced by a background thread up to `depth` ahead (errors re-raised here)."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put((item, None)):
+                    return
+        except BaseException as err:  # noqa: BLE001 - handed to the consumer
+            put((_DONE, err))
+            return
+        put((_DONE, None))
+
+    thread = threading.Thread(target=produce, name="doodle-predict-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, err = q.get()
+            if item is _DONE:
+                if err is not None:
+                    raise err
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+def iter_predictions(model: Any, preprocessor: Callable[[Sequence[Drawing]], dict[str, np.ndarray]],
+                     drawings: Iterable[Drawing], *, batch_size: int = 256, device: Any = None,
+                     background: bool = True) -> Iterator[BatchPrediction]:
+    """Predictions for `drawings`, `batch_size` at a time, in input order.
+
+    Reading and preprocessing run in a background thread (`background=False`: inline); the model
+    runs under `torch.inference_mode` on `device` (default: CUDA when available, else the CPU; the
+    model is moved there).
+    """
+    import torch
+
+    device = torch.device(device) if device is not None else default_device()
+    model = model.to(device)
+    model.eval()
+
+    def prepared() -> Iterator[tuple[list[Drawing], dict[str, np.ndarray]]]:
+        for chunk in batched(drawings, batch_size):
+            yield chunk, preprocessor(chunk)
+
+    source = prefetch(prepared()) if background else prepared()
+    try:
+        for chunk, batch in source:
+            with torch.inference_mode():
+                log_probs = forward_log_probs(model, batch, device)
+            yield BatchPrediction([d.key_id for d in chunk], log_probs, [d.word for d in chunk])
+    finally:
+        close = getattr(source, "close", None)
+        if close is not None:
+            close()
+
+
+# -- submission --------------------------------------------------------------------------------
+def submission_name(name: str) -> str:
+    """A class name as Kaggle writes it: spaces become underscores (`The_Eiffel_Tower`)."""
+    return "_".join(name.split(" "))
+
+
+def submission_word(class_names: Sequence[str]) -> str:
+    """The `word` cell: the guesses, best first, separated by single spaces."""
+    return " ".join(submission_name(n) for n in class_names)
+
+
+def write_submission(predictions: Iterable[BatchPrediction], classes: Sequence[str], out: PathLike, *,
+                     k: int = TOP_K, on_batch: Callable[[int], object] | None = None) -> int:
+    """Write `key_id,word` rows (the top-k class names) to `out` atomically; returns the rows written.
+
+    The file appears only once complete (a temporary file beside it is renamed); on any error the
+    temporary file is removed and an existing `out` is left as it was. `on_batch(n)` is called
+    after each batch of n rows (a progress bar).
+    """
+    from doodle.metrics import topk
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    names = np.array([submission_name(c) for c in classes], dtype=object)
+    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
+    rows = 0
+    try:
+        with open(tmp, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle, lineterminator="\n")
+            writer.writerow(SUBMISSION_HEADER)
+            for pred in predictions:
+                if pred.log_probs.shape != (len(pred.key_ids), len(classes)):
+                    raise ValueError(f"predictions of shape {pred.log_probs.shape} for {len(pred.key_ids)} "
+                                     f"drawings and {len(classes)} classes")
+                guesses = names[topk(pred.log_probs, k)]
+                writer.writerows((str(key), " ".join(g)) for key, g in zip(pred.key_ids, guesses, strict=True))
+                rows += len(pred)
+                if on_batch is not None:
+                    on_batch(len(pred))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return rows
+
+
+class RejectCounter:
+    """Counts rejected records by reason, logging the first few (`read(..., on_reject=counter)`)."""
+
+    def __init__(self, shown: int = SHOWN_REJECTS):
+        self.reasons: Counter[str] = Counter()
+        self.shown = shown
+
+    def __call__(self, reject: Reject) -> None:
+        if self.total < self.shown:
+            log.warning("%s:%d: rejected: %s", reject.source, reject.line, reject.reason)
+        self.reasons[reject.reason] += 1
+
+    @property
+    def total(self) -> int:
+        return sum(self.reasons.values())
+
+    def summary(self) -> str:
+        top = ", ".join(f"{reason} ({n})" for reason, n in self.reasons.most_common(5))
+        return f"{self.total:,} record(s) rejected and skipped: {top}"
+
+
+def predict(run_or_checkpoint: PathLike, sources: PathLike | Iterable[PathLike], out: PathLike, *,
+            checkpoint: str = "best", batch_size: int = 256, progress: bool = True, device: Any = None) -> int:
+    """Predict every drawing of `sources` (files, folders, stores in any format) with a checkpoint and
+    write the Kaggle submission `out`; returns the number of rows written.
+
+    `run_or_checkpoint` is a checkpoint file, or a run folder whose `checkpoint` ("best", "last",
+    "averaged", "ema" for best.pt's EMA weights, or a path) is used. Records that cannot be read are
+    skipped, counted and logged; rows keep the input order.
+    """
+    from tqdm import tqdm
+
+    from doodle.data.formats import read
+
+    path = resolve(run_or_checkpoint, checkpoint)
+    model, preprocessor, classes, _meta = load_model(path, weights="ema" if checkpoint == "ema" else "model")
+    if len(classes) < TOP_K:
+        log.warning("the checkpoint knows only %d classes: fewer than %d guesses per row", len(classes), TOP_K)
+    rejects = RejectCounter()
+    drawings = read(sources, on_reject=rejects)
+    log.info("predicting with %s (%d classes) -> %s", path, len(classes), out)
+    with tqdm(unit=" drawings", desc="predict", disable=not progress, dynamic_ncols=True) as bar:
+        predictions = iter_predictions(model, preprocessor, drawings, batch_size=batch_size, device=device)
+        try:
+            rows = write_submission(predictions, classes, out, on_batch=bar.update)
+        finally:
+            predictions.close()
+    if rejects.total:
+        log.warning(rejects.summary())
+    if rows == 0:
+        log.warning("no drawings read from %s: %s holds only the header", sources, out)
+    log.info("wrote %s: %d rows", out, rows)
+    return rows
