@@ -1,0 +1,1 @@
+"""Training: data from the store, the loop, optimizers and schedules, losses, checkpoints, logs."""

@@ -1,0 +1,329 @@
+"""Batches straight from a store: deterministic, resumable, DDP-aware, with Parquet locality.
+
+`EpochBatches` is a map-style dataset over *batch* indices of one epoch. `ds[i]` is a pure function
+of (store, split, seed, epoch, i, settings): whichever worker process computes it, and whenever, it
+is the same batch, so restarting a loader at `start=i` (`make_loader`) continues a run exactly.
+
+The epoch plan (computed in the parent from Parquet metadata, plus the `label`/`key_id` columns
+only when rows must be filtered or balanced):
+
+1. the split's row groups (all shards) are shuffled with `default_rng([seed, epoch, _PLAN_SALT])`
+   (store order when `shuffle=False`) and cut into windows of `window` consecutive row groups;
+2. the rows kept in each window (labelled rows; with `balanced_block`, one block per class) are
+   shuffled with `default_rng([seed, epoch, _WINDOW_SALT, w])`;
+3. the windows' rows are concatenated; global batch b is rows [b*B, (b+1)*B) of it (after `limit`);
+4. with `world_size` R, rank r gets global batches r, r+R, r+2R, ...; with `drop_last` the tail is
+   dropped so every rank has the same number of full batches (ranks stay in step). Without
+   `drop_last` (validation) every row appears exactly once: the last batch is partial and, when
+   R > 1, ranks past the end get empty batches so that all ranks still have `len(ds)` batches.
+
+A worker reads only the row groups of the window(s) a batch needs and caches the last window, so
+consecutive batches cost one read per window: memory is about one window per worker, and each
+worker reads every row group at most once per epoch (DataLoader hands batches to workers round
+robin, so every worker decodes every window once; decoding is cheap next to rendering).
+
+Balanced epochs: each class of n rows is split into K = ceil(n / balanced_block) blocks by
+`splitmix64(key_id) % K`, and each epoch keeps one block per class, drawn per (seed, epoch). A block
+holds n / K <= balanced_block rows on average (binomial spread, std < sqrt(balanced_block));
+classes no bigger than the block contribute all their rows every epoch.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from doodle.data.split import splitmix64
+from doodle.data.store import load_manifest, store_files
+from doodle.data.table import table_to_drawings
+from doodle.errors import DoodleError
+
+__all__ = ["EpochBatches", "class_counts", "make_loader", "READ_COLUMNS"]
+
+READ_COLUMNS = ["key_id", "word", "label", "countrycode", "stroke_len", "x", "y", "t"]
+"""Columns a batch reads (everything the Preprocessor can use; no bitmap, source or timestamp)."""
+
+_PLAN_SALT = 0x9A1A
+_WINDOW_SALT = 0x517D
+_BALANCE_SALT = 0xBA1A
+_BLOCK_SALT = 0xB10C
+_LABELLED_SPLITS = ("train", "val")
+_MAX_OPEN_FILES = 64
+_CHUNK = 1 << 22  # rows per step of the parent's vectorised selection
+_COLUMN_CACHE: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+_COLUMN_CACHE_SIZE = 2  # train and val of one store
+
+
+@dataclass(frozen=True)
+class _Selection:
+    """Which rows of a split an epoch keeps: a pure per-row rule, applied alike by parent and workers."""
+
+    labelled_only: bool
+    blocks: np.ndarray | None  # K per class (balanced epochs), else None
+    chosen: np.ndarray | None  # the block each class keeps this epoch
+    salt: int
+
+    def keep(self, labels: np.ndarray, keys: np.ndarray) -> np.ndarray:
+        labels = np.asarray(labels)
+        keep = labels >= 0 if self.labelled_only or self.blocks is not None else np.ones(len(labels), bool)
+        if self.blocks is not None:
+            idx = np.flatnonzero(keep)
+            lab = labels[idx]
+            k = self.blocks[lab].astype(np.uint64)
+            block = (splitmix64(np.asarray(keys)[idx], self.salt) % k).astype(np.int64)
+            keep[idx] = block == self.chosen[lab]
+        return keep
+
+
+class EpochBatches:
+    """The batches of one epoch of one split of a store (see the module docstring for the plan).
+
+    `ds[i]` is a dict of numpy arrays: the Preprocessor outputs (none when `preprocess` is None),
+    "label" int64 [B] and "key_id" int64 [B] (the uint64 key_id viewed as int64).
+    """
+
+    def __init__(self, store: str | os.PathLike, split: str = "train", preprocess=None, batch_size: int = 256,
+                 seed: int = 0, epoch: int = 0, augment=None, balanced_block: int | None = None, rank: int = 0,
+                 world_size: int = 1, shuffle: bool = True, drop_last: bool = True, limit: int | None = None,
+                 window: int = 4):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise ValueError(f"need 0 <= rank < world_size, got rank {rank}, world_size {world_size}")
+        if window < 1:
+            raise ValueError(f"window must be >= 1 row group, got {window}")
+        if balanced_block is not None and balanced_block < 1:
+            raise ValueError(f"balanced_block must be >= 1, got {balanced_block}")
+        if limit is not None and limit < 0:
+            raise ValueError(f"limit must be >= 0, got {limit}")
+        self.store = Path(store)
+        self.split = split
+        self.preprocess = preprocess
+        self.batch_size = batch_size
+        self.seed = seed
+        self.augment = augment
+        self.balanced_block = balanced_block
+        self.rank, self.world_size = rank, world_size
+        self.shuffle, self.drop_last = shuffle, drop_last
+        self.limit = limit
+        self.window = window
+        manifest = load_manifest(self.store)
+        self.classes: list[str] = list(manifest["classes"])
+        self.files = [str(p) for p in store_files(self.store, split)]
+        # Row groups in store order: (file index, group index), rows, and whether labels are all >= 0.
+        groups, rows, labelled = [], [], []
+        for f, path in enumerate(self.files):
+            meta = pq.ParquetFile(path).metadata
+            label_col = meta.schema.names.index("label")
+            for g in range(meta.num_row_groups):
+                rg = meta.row_group(g)
+                groups.append((f, g))
+                rows.append(rg.num_rows)
+                stats = rg.column(label_col).statistics
+                labelled.append(bool(stats is not None and stats.has_min_max and stats.min >= 0)
+                                or rg.num_rows == 0)
+        self.groups = np.array(groups, np.int64).reshape(-1, 2)
+        self.group_rows = np.array(rows, np.int64)
+        self._all_labelled = all(labelled)
+        self._labels: np.ndarray | None = None
+        self._keys: np.ndarray | None = None
+        self.row_group_reads: Counter = Counter()
+        """(file index, row group) -> reads by this process: the locality of the plan, for tests and logs."""
+        self._open: dict[int, pq.ParquetFile] = {}
+        self._cached: tuple[int, pa.Table, np.ndarray] | None = None
+        self.set_epoch(epoch)
+
+    # -- the plan ---------------------------------------------------------------------------------
+
+    def set_epoch(self, epoch: int) -> None:
+        """Re-plan for another epoch (reuses the label/key_id columns already read)."""
+        self.epoch = epoch
+        labelled_only = self.split in _LABELLED_SPLITS
+        blocks = chosen = None
+        if self.balanced_block is not None:
+            labels, _ = self._columns()
+            n = np.bincount(labels[labels >= 0], minlength=len(self.classes))
+            blocks = np.maximum(1, np.ceil(n / self.balanced_block)).astype(np.int64)
+            rng = np.random.default_rng([self.seed, epoch, _BALANCE_SALT])
+            chosen = (rng.random(len(blocks)) * blocks).astype(np.int64)
+        self._selection = _Selection(labelled_only, blocks, chosen, _BLOCK_SALT + self.seed)
+        # Rows kept per row group (store order).
+        if blocks is None and (self._all_labelled or not labelled_only):
+            kept = self.group_rows.copy()
+        else:
+            labels, keys = self._columns()
+            keep = np.empty(len(labels), bool)
+            for lo in range(0, len(labels), _CHUNK):  # bounded temporaries at 50 M rows
+                keep[lo:lo + _CHUNK] = self._selection.keep(labels[lo:lo + _CHUNK], keys[lo:lo + _CHUNK])
+            ends = np.cumsum(self.group_rows)
+            csum = np.concatenate([[0], np.cumsum(keep, dtype=np.int64)])
+            kept = csum[ends] - csum[ends - self.group_rows]
+        n_groups = len(self.group_rows)
+        if self.shuffle:
+            order = np.random.default_rng([self.seed, epoch, _PLAN_SALT]).permutation(n_groups)
+        else:
+            order = np.arange(n_groups)
+        self.windows: list[np.ndarray] = [order[i:i + self.window] for i in range(0, n_groups, self.window)]
+        """Row-group indices (into `groups`) of each window, in plan order."""
+        window_rows = np.array([kept[w].sum() for w in self.windows], np.int64)
+        self.window_offsets = np.concatenate([[0], np.cumsum(window_rows)]).astype(np.int64)
+        """Start of each window's rows in the epoch's concatenation (length n_windows + 1)."""
+        total = int(self.window_offsets[-1])
+        self.rows = total if self.limit is None else min(total, self.limit)
+        """Rows in this epoch's plan (after `limit`, before dropping the tail)."""
+        B, R = self.batch_size, self.world_size
+        self.global_batches = self.rows // B if self.drop_last else math.ceil(self.rows / B)
+        """Batches of all ranks together (full ones only with `drop_last`)."""
+        self._len = self.global_batches // R if self.drop_last else math.ceil(self.global_batches / R)
+        self._cached = None
+
+    def _columns(self) -> tuple[np.ndarray, np.ndarray]:
+        """label (int32) and key_id (uint64) of every row of the split, in store order (cached)."""
+        if self._labels is None:
+            sig = (str(self.store.resolve()), self.split,
+                   tuple((p, os.stat(p).st_mtime_ns, os.stat(p).st_size) for p in self.files))
+            cached = _COLUMN_CACHE.get(sig)
+            if cached is None:
+                labels, keys = [np.zeros(0, np.int32)], [np.zeros(0, np.uint64)]
+                for path in self.files:
+                    table = pq.read_table(path, columns=["label", "key_id"])
+                    labels.append(table.column("label").to_numpy().astype(np.int32, copy=False))
+                    keys.append(table.column("key_id").to_numpy().astype(np.uint64, copy=False))
+                cached = (np.concatenate(labels), np.concatenate(keys))
+                while len(_COLUMN_CACHE) >= _COLUMN_CACHE_SIZE:
+                    _COLUMN_CACHE.pop(next(iter(_COLUMN_CACHE)))
+                _COLUMN_CACHE[sig] = cached
+            self._labels, self._keys = cached
+        return self._labels, self._keys
+
+    # -- batches ----------------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        """Batches this rank gets in this epoch."""
+        return self._len
+
+    def global_index(self, i: int) -> int:
+        """The global batch index of this rank's batch i (the augmentation RNG is seeded with it)."""
+        return i * self.world_size + self.rank
+
+    def batch_rows(self, i: int) -> pa.Table:
+        """The store rows (`READ_COLUMNS`) of this rank's batch i, in batch order."""
+        if i < 0:
+            i += self._len
+        if not 0 <= i < self._len:
+            raise IndexError(f"batch {i} out of range (epoch has {self._len} batches for this rank)")
+        g = self.global_index(i)
+        lo, hi = g * self.batch_size, min((g + 1) * self.batch_size, self.rows)
+        pieces = []
+        pos = lo
+        while pos < hi:
+            w = int(np.searchsorted(self.window_offsets, pos, side="right")) - 1
+            start, end = int(self.window_offsets[w]), int(self.window_offsets[w + 1])
+            table, order = self._window_rows(w)
+            take = order[pos - start:min(hi, end) - start]
+            pieces.append(table.take(pa.array(take)))
+            pos = min(hi, end)
+        if not pieces:
+            return self._empty_table()
+        return pa.concat_tables(pieces, promote_options="permissive") if len(pieces) > 1 else pieces[0]
+
+    def __getitem__(self, i: int) -> dict[str, np.ndarray]:
+        table = self.batch_rows(i)
+        g = self.global_index(i if i >= 0 else i + self._len)
+        batch: dict[str, np.ndarray] = {}
+        if self.preprocess is not None:
+            rng = np.random.default_rng([self.seed, self.epoch, g])
+            batch = dict(self.preprocess(table_to_drawings(table), augment=self.augment, rng=rng))
+        batch["label"] = table.column("label").to_numpy().astype(np.int64)
+        batch["key_id"] = table.column("key_id").to_numpy().astype(np.uint64).view(np.int64)
+        return batch
+
+    def _window_rows(self, w: int) -> tuple[pa.Table, np.ndarray]:
+        """Window w's table and the indices of its kept rows in plan order (caches the last window)."""
+        if self._cached is not None and self._cached[0] == w:
+            return self._cached[1], self._cached[2]
+        self._cached = None  # free the old window before reading the next
+        tables = [self._read_row_group(int(f), int(g)) for f, g in self.groups[self.windows[w]]]
+        table = pa.concat_tables(tables, promote_options="permissive") if tables else self._empty_table()
+        keep = self._selection.keep(table.column("label").to_numpy(),
+                                    table.column("key_id").to_numpy().astype(np.uint64, copy=False))
+        order = np.flatnonzero(keep)
+        expected = int(self.window_offsets[w + 1] - self.window_offsets[w])
+        if len(order) != expected:
+            raise DoodleError(f"{self.store} changed while in use: window {w} has {len(order)} rows, "
+                              f"planned {expected}")
+        if self.shuffle:
+            order = order[np.random.default_rng([self.seed, self.epoch, _WINDOW_SALT, w]).permutation(len(order))]
+        self._cached = (w, table, order)
+        return table, order
+
+    def _read_row_group(self, file_index: int, group: int) -> pa.Table:
+        self.row_group_reads[(file_index, group)] += 1
+        handle = self._open.get(file_index)
+        if handle is None:
+            if len(self._open) >= _MAX_OPEN_FILES:
+                self._open.clear()
+            handle = self._open[file_index] = pq.ParquetFile(self.files[file_index])
+        return handle.read_row_group(group, columns=READ_COLUMNS)
+
+    def _empty_table(self) -> pa.Table:
+        from doodle.data.table import SCHEMA
+
+        return SCHEMA.empty_table().select(READ_COLUMNS)
+
+    # -- pickling (DataLoader workers) ----------------------------------------------------------------
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        # Workers need only the plan: not the split's columns, open files or the cached window.
+        state.update(_labels=None, _keys=None, _open={}, _cached=None, row_group_reads=Counter())
+        return state
+
+    def __repr__(self) -> str:
+        return (f"EpochBatches({str(self.store)!r}, split={self.split!r}, epoch={self.epoch}, "
+                f"batch_size={self.batch_size}, rows={self.rows}, batches={self._len}, "
+                f"rank={self.rank}/{self.world_size})")
+
+
+def _worker_init(_: int) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def make_loader(ds: EpochBatches, workers: int = 2, start: int = 0, *, pin_memory: bool | None = None,
+                prefetch_factor: int = 4, context: str | None = None):
+    """A torch DataLoader yielding ds[start], ds[start + 1], ..., ds[len(ds) - 1] in order (as tensors).
+
+    `pin_memory` defaults to whether CUDA is available; `context` is the multiprocessing start
+    method of the workers (None: torch's default).
+    """
+    import torch
+    from torch.utils.data import DataLoader
+
+    if not 0 <= start <= len(ds):
+        raise ValueError(f"start must be in 0..{len(ds)}, got {start}")
+    pin = torch.cuda.is_available() if pin_memory is None else pin_memory
+    extra = {}
+    if workers > 0:
+        extra = {"prefetch_factor": prefetch_factor, "multiprocessing_context": context,
+                 "worker_init_fn": _worker_init}
+    return DataLoader(ds, batch_size=None, sampler=range(start, len(ds)), num_workers=workers,
+                      pin_memory=pin, **extra)
+
+
+def class_counts(store: str | os.PathLike, split: str = "train") -> np.ndarray:
+    """Drawings per label (int64, in label order) of a labelled split, from the manifest."""
+    manifest = load_manifest(store)
+    per_class = manifest.get("per_class", {})
+    if split not in per_class:
+        raise DoodleError(f"no per-class counts for split {split!r} (labelled splits: {', '.join(per_class)})")
+    counts = per_class[split]
+    return np.array([counts.get(c, 0) for c in manifest["classes"]], np.int64)
