@@ -1,0 +1,397 @@
+"""`train`: the training loop, on CPU, one GPU or many through torchrun (DDP).
+
+What makes `--resume` exact: batch contents are a pure function of (seed, epoch, batch index)
+(see `doodle.train.data`), so a checkpoint needs only counters, the optimizer, schedule, scaler
+and EMA states and the torch RNG; checkpoints are taken at optimizer-step boundaries; loaders are
+started outside the global RNG stream so that restarting one does not shift dropout masks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+import torch
+
+from doodle.checkpoint import atomic_save, average_state_dicts, make_checkpoint, read_checkpoint
+from doodle.config import save_config, to_dict
+from doodle.data.store import load_manifest
+from doodle.errors import DoodleError
+from doodle.models import create_model
+from doodle.preprocess import Preprocessor
+from doodle.train.config import TrainConfig
+from doodle.train.distributed import Env, barrier, setup, teardown, weights_in_sync
+from doodle.train.losses import make_loss
+from doodle.train.optim import Schedule, build_optimizer
+
+log = logging.getLogger(__name__)
+MODEL_KEYS = ("image", "points", "lengths", "country", "time_features")
+
+
+@dataclass
+class TrainState:
+    """Counters saved in every resumable checkpoint."""
+
+    step: int = 0
+    """Optimizer steps done."""
+    epoch: int = 0
+    """The epoch in progress."""
+    batch: int = 0
+    """Next batch index of this epoch (for this rank)."""
+    accumulate: int = 1
+    """Micro-batches per optimizer step now (grows on plateau)."""
+    best_map3: float = -1.0
+    best_step: int = -1
+    stale_evals: int = 0
+    snapshots: list[str] = field(default_factory=list)
+    """File names of the weight snapshots kept in RUN/checkpoints, oldest first (for averaging)."""
+
+
+def train(config: TrainConfig, data: str | Path, out: str | Path, *, resume: bool = False) -> dict:
+    """Train `config` on the store `data`, writing the run to `out`; returns the final metrics."""
+    env = setup(config.device, config.threads, config.data.workers)
+    try:
+        return Trainer(config, Path(data), Path(out), env, resume).run()
+    finally:
+        teardown()
+
+
+class Trainer:
+    """One training run; `run()` does it. Split in small methods, each one job."""
+
+    def __init__(self, cfg: TrainConfig, data: Path, out: Path, env: Env, resume: bool):
+        from doodle.train.logger import RunLogger
+
+        self.cfg, self.data, self.out, self.env = cfg, data, out, env
+        manifest = load_manifest(data)
+        self.classes: list[str] = manifest["classes"]
+        if not self.classes:
+            raise DoodleError(f"store {data} has no classes")
+        self._check_out(resume)
+        torch.manual_seed(cfg.seed)
+        self.model = create_model(cfg.model, cfg.input, len(self.classes)).to(env.device)
+        if cfg.init_from:
+            self._init_from(cfg.init_from)
+        self.input_kind = self.model.input_kind
+        self.current_input = cfg.input
+        self.optimizer = build_optimizer(cfg.optim, self.model)
+        self.loss_fn = make_loss(cfg.loss)
+        self.state = TrainState(accumulate=cfg.accumulate)
+        self.schedule = Schedule(cfg.schedule, self.optimizer, cfg.optim.lr, self._total_steps())
+        self.amp_dtype = self._amp_dtype()
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.ema = self._make_ema()
+        if resume:
+            self._resume()
+            self.current_input = self._preprocessor(max(self.state.epoch - (self.state.batch == 0), 0)).config
+        self.ddp = self._wrap_ddp()
+        self.logger = RunLogger(out, rank=env.rank, resume_step=self.state.step if resume else None)
+        if env.is_main:
+            save_config(cfg, out / "config.yaml")
+
+    # -- set-up ---------------------------------------------------------------------------------
+    def _check_out(self, resume: bool) -> None:
+        last = self.out / "last.pt"
+        if resume and not last.is_file():
+            raise DoodleError(f"--resume: no {last} to resume from")
+        if not resume and last.is_file():
+            raise DoodleError(f"{self.out} already holds a run; pass --resume to continue it or choose another --out")
+        self.out.mkdir(parents=True, exist_ok=True)
+
+    def _init_from(self, path: str) -> None:
+        from doodle.checkpoint import resolve_checkpoint
+
+        data = read_checkpoint(resolve_checkpoint(path))
+        if data["classes"] != self.classes:
+            raise DoodleError(f"init_from {path}: its classes differ from the store's")
+        self.model.load_state_dict(data["model"])
+
+    def _amp_dtype(self) -> torch.dtype | None:
+        amp = self.cfg.amp
+        if amp == "off" or (amp == "auto" and self.env.device.type != "cuda"):
+            return None
+        if amp == "fp16" or (amp == "auto" and not torch.cuda.is_bf16_supported()):
+            return torch.float16
+        return torch.bfloat16
+
+    def _make_ema(self):
+        if self.cfg.ema_decay <= 0:
+            return None
+        from timm.utils import ModelEmaV3
+
+        return ModelEmaV3(self.model, decay=self.cfg.ema_decay)
+
+    def _wrap_ddp(self):
+        if not self.env.distributed:
+            return self.model
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [self.env.local_rank] if self.env.device.type == "cuda" else None
+        return DistributedDataParallel(self.model, device_ids=ids)
+
+    # -- data -----------------------------------------------------------------------------------
+    def _epoch_value(self, schedule: list[tuple[int, int]], default: int, epoch: int) -> int:
+        value = default
+        for start, v in sorted(schedule):
+            if epoch >= start:
+                value = v
+        return value
+
+    def _preprocessor(self, epoch: int) -> Preprocessor:
+        size = self._epoch_value(self.cfg.size_schedule, self.cfg.input.size, epoch)
+        return Preprocessor(dataclasses.replace(self.cfg.input, size=size), self.input_kind)
+
+    def _batches(self, epoch: int, split: str = "train"):
+        from doodle.train.data import EpochBatches
+
+        cfg = self.cfg
+        if split == "train":
+            batch = self._epoch_value(cfg.batch_schedule, cfg.data.batch_size, epoch)
+            return EpochBatches(self.data, "train", self._preprocessor(epoch), batch, cfg.seed, epoch,
+                                augment=cfg.augment, balanced_block=cfg.data.balanced_block or None,
+                                rank=self.env.rank, world_size=self.env.world_size, shuffle=True, drop_last=True,
+                                limit=cfg.data.limit_train or None)
+        return EpochBatches(self.data, "val", self._preprocessor(epoch), cfg.data.batch_size, cfg.seed, 0,
+                            augment=None, shuffle=False, drop_last=False, limit=cfg.data.limit_val or None)
+
+    def _loader(self, dataset, start: int = 0):
+        from doodle.train.data import make_loader
+
+        # Starting a loader draws a seed from the global RNG: keep that out of the training stream.
+        with torch.random.fork_rng(devices=[]):
+            return iter(make_loader(dataset, workers=self.cfg.data.workers, start=start))
+
+    def _total_steps(self) -> int:
+        total = 0
+        for epoch in range(self.cfg.epochs):
+            total += len(self._batches(epoch)) // max(1, self.cfg.accumulate)
+        return min(total, self.cfg.max_steps) if self.cfg.max_steps else total
+
+    def _to_device(self, batch: dict) -> dict:
+        dev = self.env.device
+        return {k: v.to(dev, non_blocking=True) if k != "lengths" else v for k, v in batch.items() if k in MODEL_KEYS}
+
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return nullcontext()
+        return torch.autocast(self.env.device.type, dtype=self.amp_dtype)
+
+    # -- the loop -------------------------------------------------------------------------------
+    def run(self) -> dict:
+        cfg, st = self.cfg, self.state
+        self.logger.info(f"training {cfg.model.family}/{cfg.model.arch} on {self.data} ({len(self.classes)} classes) "
+                         f"-> {self.out}; device {self.env.device}, {self.env.world_size} process(es)")
+        while st.epoch < cfg.epochs and not self._done():
+            self._train_epoch()
+            if cfg.eval_every == 0:
+                self._evaluate()
+            if cfg.checkpoint_every == 0:
+                self._checkpoint()
+        if cfg.eval_every and st.step % cfg.eval_every:
+            self._evaluate()
+        if cfg.checkpoint_every and st.step % cfg.checkpoint_every:
+            self._checkpoint()
+        return self._finish()
+
+    def _done(self) -> bool:
+        return bool(self.cfg.max_steps) and self.state.step >= self.cfg.max_steps
+
+    def _train_epoch(self) -> None:
+        cfg, st = self.cfg, self.state
+        dataset = self._batches(st.epoch)
+        self.current_input = self._preprocessor(st.epoch).config
+        loader = self._loader(dataset, start=st.batch)
+        self.ddp.train()
+        micro, n_micro, seen, loss_sum, tick = 0, 0, 0, 0.0, time.perf_counter()
+        for index in range(st.batch, len(dataset)):
+            batch = next(loader)
+            labels = batch["label"].to(self.env.device, non_blocking=True)
+            final_micro = micro + 1 == st.accumulate
+            sync = self.ddp.no_sync() if self.env.distributed and not final_micro else nullcontext()
+            with sync, self._autocast():
+                loss = self.loss_fn(self.ddp(self._to_device(batch)), labels) / st.accumulate
+            with sync:
+                self.scaler.scale(loss).backward()
+            loss_sum += float(loss.detach()) * st.accumulate
+            seen += len(labels)
+            micro += 1
+            n_micro += 1
+            if not final_micro:
+                continue
+            self._optimizer_step()
+            micro = 0
+            st.batch = index + 1
+            if st.step % cfg.log_every == 0:
+                elapsed = time.perf_counter() - tick
+                self.logger.log_train(st.step, st.epoch + st.batch / len(dataset), loss_sum / n_micro, self.schedule.lr,
+                                      seen * self.env.world_size / max(elapsed, 1e-9))
+                n_micro, seen, loss_sum, tick = 0, 0, 0.0, time.perf_counter()
+            if cfg.eval_every and st.step % cfg.eval_every == 0:
+                self._evaluate()
+                self.ddp.train()
+            if cfg.checkpoint_every and st.step % cfg.checkpoint_every == 0:
+                self._checkpoint()
+            if self._done():
+                return
+        self.optimizer.zero_grad(set_to_none=True)  # a last incomplete accumulation is dropped
+        st.epoch += 1
+        st.batch = 0
+
+    def _optimizer_step(self) -> None:
+        if self.cfg.optim.grad_clip > 0:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.state.step += 1
+        self.schedule.after_step(self.state.step)
+        if self.ema is not None:
+            self.ema.update(self.model, step=self.state.step)
+
+    # -- validation -----------------------------------------------------------------------------
+    def eval_model(self) -> torch.nn.Module:
+        """The weights that are validated and kept as best: the EMA when on, else the model."""
+        return self.ema.module if self.ema is not None else self.model
+
+    @torch.inference_mode()
+    def validate(self, model: torch.nn.Module) -> dict | None:
+        """Loss, MAP@3, acc@1, acc@3 on the validation split (None when it is empty)."""
+        from doodle.metrics import Metrics
+
+        dataset = self._batches(self.state.epoch, "val")
+        if len(dataset) == 0:
+            return None
+        was_training = model.training
+        model.eval()
+        metrics, loss_sum, n = Metrics(), 0.0, 0
+        loader = self._loader(dataset)
+        for _ in range(len(dataset)):
+            batch = next(loader)
+            labels = batch["label"].to(self.env.device)
+            with self._autocast():
+                logits = model(self._to_device(batch)).float()
+            loss_sum += float(torch.nn.functional.cross_entropy(logits, labels, reduction="sum"))
+            n += len(labels)
+            metrics.update(logits.cpu(), labels.cpu())
+        model.train(was_training)
+        return {"loss": loss_sum / max(n, 1), **metrics.compute()}
+
+    def _evaluate(self) -> None:
+        st = self.state
+        result = self.validate(self.eval_model()) if self.env.is_main else None
+        barrier(self.env)
+        if self.env.distributed:
+            from doodle.train.distributed import broadcast_object
+
+            result = broadcast_object(self.env, result)
+        if result is None:
+            return
+        self.logger.log_val(st.step, st.epoch, result)
+        self.schedule.after_eval(result["map3"])
+        improved = result["map3"] > st.best_map3
+        if improved:
+            st.best_map3, st.best_step, st.stale_evals = result["map3"], st.step, 0
+            self._save_weights(self.out / "best.pt", result)
+        else:
+            st.stale_evals += 1
+            if self.cfg.grow_on_plateau and st.stale_evals >= self.cfg.schedule.plateau_patience:
+                st.accumulate *= 2
+                st.stale_evals = 0
+                self.logger.info(f"validation MAP@3 plateaued: effective batch doubled (accumulate {st.accumulate})")
+
+    # -- checkpoints ----------------------------------------------------------------------------
+    def _checkpoint_dict(self, model_state: dict, metrics: dict | None, train_state: dict | None) -> dict:
+        cfg = self.cfg
+        # The input the weights were last trained at (progressive resizing changes the size).
+        return make_checkpoint(model_config=to_dict(cfg.model), input_config=to_dict(self.current_input),
+                               input_kind=self.input_kind, classes=self.classes, config=to_dict(cfg),
+                               model_state=model_state, train_state=train_state, metrics=metrics,
+                               ema_state=self.ema.module.state_dict() if self.ema is not None and train_state else None)
+
+    def _save_weights(self, path: Path, metrics: dict | None) -> None:
+        if self.env.is_main:
+            state = {k: v.detach().cpu().clone() for k, v in self.eval_model().state_dict().items()}
+            atomic_save(self._checkpoint_dict(state, metrics, None), path)
+
+    def _checkpoint(self) -> None:
+        """The resumable RUN/last.pt, plus a weight snapshot for averaging."""
+        st, cfg = self.state, self.cfg
+        if cfg.sync_check and not weights_in_sync(self.env, self.model):
+            raise RuntimeError(f"step {st.step}: ranks hold different weights")
+        if self.env.is_main:
+            self._snapshot()  # first, so that last.pt lists its own snapshot
+            train_state = {
+                "counters": dataclasses.asdict(st),
+                "optimizer": self.optimizer.state_dict(),
+                "schedule": self.schedule.state_dict(),
+                "scaler": self.scaler.state_dict(),
+                "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            }
+            atomic_save(self._checkpoint_dict(self.model.state_dict(), None, train_state), self.out / "last.pt")
+        if cfg.sync_check and self.env.is_main:
+            with open(self.out / "sync.log", "a") as handle:
+                handle.write(f"step {st.step}: weights in sync across {self.env.world_size} ranks\n")
+        barrier(self.env)
+
+    def _snapshot(self) -> None:
+        keep = max(self.cfg.keep_checkpoints, self.cfg.average_last)
+        if keep <= 0:
+            return
+        name = f"step-{self.state.step:07d}.pt"
+        if name not in self.state.snapshots:
+            self._save_weights(self.out / "checkpoints" / name, None)
+            self.state.snapshots.append(name)
+        while len(self.state.snapshots) > keep:
+            (self.out / "checkpoints" / self.state.snapshots.pop(0)).unlink(missing_ok=True)
+
+    def _resume(self) -> None:
+        data = read_checkpoint(self.out / "last.pt")
+        ts = data["train_state"]
+        self.model.load_state_dict(data["model"])
+        self.optimizer.load_state_dict(ts["optimizer"])
+        self.schedule.load_state_dict(ts["schedule"])
+        self.scaler.load_state_dict(ts["scaler"])
+        if self.ema is not None and data.get("ema"):
+            self.ema.module.load_state_dict(data["ema"])
+        self.state = TrainState(**ts["counters"])
+        torch.set_rng_state(ts["torch_rng"])
+        if ts["cuda_rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(ts["cuda_rng"])
+        log.info("resumed %s at step %d (epoch %d, batch %d)", self.out, self.state.step, self.state.epoch,
+                 self.state.batch)
+
+    # -- the end --------------------------------------------------------------------------------
+    def _finish(self) -> dict:
+        summary: dict = {"steps": self.state.step, "best_map3": self.state.best_map3, "best_step": self.state.best_step}
+        if self.cfg.average_last and self.env.is_main:
+            summary["averaged"] = self._average()
+        if self.env.is_main:
+            if not (self.out / "best.pt").exists():  # no validation split: the last weights are the best known
+                self._save_weights(self.out / "best.pt", None)
+            (self.out / "summary.json").write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
+            self.logger.info(f"done: {summary}")
+            self.logger.plot()
+        self.logger.close()
+        barrier(self.env)
+        return summary
+
+    def _average(self) -> dict | None:
+        paths = [self.out / "checkpoints" / name for name in self.state.snapshots[-self.cfg.average_last:]]
+        states = [read_checkpoint(p)["model"] for p in paths if p.is_file()]
+        if not states:
+            return None
+        averaged = average_state_dicts(states)
+        model = create_model(self.cfg.model, self.cfg.input, len(self.classes)).to(self.env.device)
+        model.load_state_dict(averaged)
+        result = self.validate(model)
+        atomic_save(self._checkpoint_dict(averaged, result, None), self.out / "averaged.pt")
+        if result is not None:
+            self.logger.info(f"average of the last {len(states)} checkpoints: MAP@3 {result['map3']:.4f}")
+        return result
