@@ -116,7 +116,7 @@ def table_to_drawings(table: pa.Table | pa.RecordBatch) -> list[Drawing]:
     if "x" in names:
         x_col, y_col, t_col = table.column("x"), table.column("y"), table.column("t")
         len_col = table.column("stroke_len")
-        x_off = _offsets(x_col)
+        x_off, t_off = _offsets(x_col), _offsets(t_col)  # null t lists may hold no values at all
         xv, yv = _values(x_col), _values(y_col)
         tv, t_valid = _values(t_col), np.asarray(_combine(t_col).is_valid())
         s_off, sv = _offsets(len_col), _values(len_col)
@@ -124,7 +124,7 @@ def table_to_drawings(table: pa.Table | pa.RecordBatch) -> list[Drawing]:
         strokes: list[np.ndarray] = []
         if "x" in names and x_off[i + 1] > x_off[i]:
             lo, hi = x_off[i], x_off[i + 1]
-            cols = [xv[lo:hi], yv[lo:hi]] + ([tv[lo:hi]] if t_valid[i] else [])
+            cols = [xv[lo:hi], yv[lo:hi]] + ([tv[t_off[i] : t_off[i + 1]]] if t_valid[i] else [])
             pts = np.stack(cols, axis=1).astype(np.float64)
             ends = np.cumsum(sv[s_off[i] : s_off[i + 1]])
             strokes = np.split(pts, ends[:-1])
