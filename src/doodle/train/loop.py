@@ -124,7 +124,9 @@ class Trainer:
             return None
         from timm.utils import ModelEmaV3
 
-        return ModelEmaV3(self.model, decay=self.cfg.ema_decay)
+        # Warm-up: the decay grows with the step count, so early averages follow the model instead
+        # of staying near the random initial weights.
+        return ModelEmaV3(self.model, decay=self.cfg.ema_decay, use_warmup=True)
 
     def _wrap_ddp(self):
         if not self.env.distributed:
