@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from doodle.render.raster import order_speed_accel_values
 from doodle.render.registry import Channels, Dots, StrokeBatch, register_encoding
 
 # -- documented scales and caps ---------------------------------------------------------------
@@ -96,6 +97,23 @@ def order(batch: StrokeBatch) -> Channels:
     "first segment. Values are per segment.",
 )
 def order_speed_accel(batch: StrokeBatch) -> Channels:
+    if not batch.n_points:
+        return order_speed_accel_reference(batch)
+    # one fused pass, bit for bit `order_speed_accel_reference`, without its per-point temporaries
+    vals = order_speed_accel_values(
+        batch.points,
+        batch.stroke_offsets,
+        batch.drawing_offsets,
+        batch.bounds[0],
+        ORDER_SPAN,
+        np.float32(255.0 / SPEED_CAP),
+        np.float32(255.0 / ACCEL_CAP),
+    )
+    return Channels(vals)
+
+
+def order_speed_accel_reference(batch: StrokeBatch) -> Channels:
+    """The "order-speed-accel" values written with the `StrokeBatch` arrays (the definition)."""
     vals = _stack(
         order_values(batch),
         _scaled(batch.segment_length, SPEED_CAP),

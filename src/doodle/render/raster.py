@@ -33,17 +33,13 @@ def drawing_bounds(points, point_offsets):  # pragma: no cover - compiled
             continue
         x0 = x1 = points[p0, 0]
         y0 = y1 = points[p0, 1]
-        for i in range(p0 + 1, p1):
+        for i in range(p0 + 1, p1):  # branch-free (data-dependent branches mispredict)
             x = points[i, 0]
             y = points[i, 1]
-            if x < x0:
-                x0 = x
-            elif x > x1:
-                x1 = x
-            if y < y0:
-                y0 = y
-            elif y > y1:
-                y1 = y
+            x0 = min(x0, x)
+            x1 = max(x1, x)
+            y0 = min(y0, y)
+            y1 = max(y1, y)
         box[b, 0] = x0
         box[b, 1] = y0
         box[b, 2] = x1
@@ -68,6 +64,7 @@ def placement(
     margin: float,
     mode: str,
     align: bool | None,
+    bounds: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per drawing (a, bx, by): pixel x = x * a + bx, pixel y = y * a + by.
 
@@ -75,8 +72,9 @@ def placement(
     mode "frame": 0..255 mapped to [margin, size - 1 - margin]; drawings are first aligned the way
     Google simplified them (min to 0, larger side to 255) when `align` is True, or, when it is
     None, if they carry timing or have a coordinate outside 0..255 (raw screen coordinates).
+    `bounds`: `drawing_bounds(points, point_offsets)` when already computed.
     """
-    box, timed = drawing_bounds(points, point_offsets)
+    box, timed = drawing_bounds(points, point_offsets) if bounds is None else bounds
     avail = max(float(size - 1) - 2.0 * margin, 1.0)
     w = box[:, 2] - box[:, 0]
     h = box[:, 3] - box[:, 1]
@@ -102,34 +100,102 @@ def placement(
     return a, bx, by
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _blend(out, b, c, y, x, v, cov, comp_max):  # pragma: no cover - compiled
-    if cov >= np.float32(1.0) and not comp_max:
-        out[b, c, y, x] = np.uint8(v + np.float32(0.5))
-        return
-    old = np.float32(out[b, c, y, x])
-    if comp_max:
-        new = v * cov
-        if new > old:
-            out[b, c, y, x] = np.uint8(new + np.float32(0.5))
-    else:
-        out[b, c, y, x] = np.uint8(old + (v - old) * cov + np.float32(0.5))
+LANES = 8
+"""Pixels of a row composited together: one branch-free block that LLVM turns into SIMD code."""
 
 
 @njit(cache=True, nogil=True, fastmath=True, inline="always")
-def _segment(out, b, ax, ay, bx_, by_, vals, j0, j1, c0, c1, c2, d0, d1, d2, reach, aa, comp_max):  # pragma: no cover
-    """Composite the capsule ax,ay -> bx_,by_ into out[b].
+def _lanes(sl, xs, x0, x1, geo, aa, comp_max, interp, c, d, q):  # pragma: no cover
+    """Composite one channel's colour c + t * d onto sl[i] = pixel (xs + i, y), i < LANES, for
+    columns x0..x1 only (q: c rounded, used at full coverage when the colour is constant).
 
-    Channel c gets colour vals[j0, c] + t * (vals[j1, c] - vals[j0, c]) at segment parameter t;
-    channels 0..2 arrive precomputed as scalars (c, d) so the common case stays in registers.
+    geo = (ax, py, dx, dy, inv_len2, inv_len, reach, reach2, reach2_len2, solid): see `_segment`.
+    Coverage by the rule of the module docstring, computed as `_segment` describes; the lanes
+    outside x0..x1 or the capsule get coverage 0, which rewrites a pixel unchanged
+    (old + 0 + 0.5 truncates back to old), so no lane branches and LLVM emits SIMD code for
+    the whole block (it must stay a fixed LANES-long loop over a LANES-long slice for that).
     """
-    n_ch = out.shape[1]
-    h = out.shape[2]
-    w = out.shape[3]
+    ax, py, dx, dy, inv_len2, inv_len, reach, reach2, reach2_len2, solid = geo
+    zero = np.float32(0.0)
+    one = np.float32(1.0)
+    half = np.float32(0.5)
+    # columns as float32 (exact for these small integers), so no lane works on 64-bit ints
+    fxs = np.float32(xs)
+    fx0 = np.float32(x0)
+    fx1 = np.float32(x1)
+    for i in range(LANES):
+        x = fxs + np.float32(i)
+        px = x - ax
+        t = (px * dx + py * dy) * inv_len2
+        tc = min(max(t, zero), one)
+        band = (t >= zero) & (t <= one) & solid
+        cross = px * dy - py * dx
+        ex = px - tc * dx
+        ey = py - tc * dy
+        dd = ex * ex + ey * ey
+        inside = ((cross * cross <= reach2_len2) if band else (dd <= reach2)) & (x >= fx0) & (x <= fx1)
+        if aa:
+            cov = (reach - abs(cross) * inv_len) if band else (reach - math.sqrt(dd))
+            cov = max(min(cov, one), zero)
+        else:
+            cov = one
+        cov = cov if inside else zero
+        old_u = sl[i]
+        old = np.float32(old_u)
+        if interp:
+            v = c + tc * d
+            qv = np.uint8(v + half)
+        else:
+            v = c
+            qv = q
+        if comp_max:
+            new = v * cov
+            sl[i] = np.uint8(new + half) if new > old else old_u
+        else:
+            blended = np.uint8(old + (v - old) * cov + half)
+            sl[i] = qv if cov >= one else blended
+
+
+@njit(cache=True, nogil=True, fastmath=True, inline="always")
+def _block(flat, o, plane, n_ch, xs, x0, x1, geo, aa, comp_max, interp, col, vals, j0, j1):  # pragma: no cover
+    """`_lanes` on every channel: the block of LANES pixels from flat[o] (channel planes `plane`
+    apart); col = (c0, c1, c2, d0, d1, d2, q0, q1, q2) for the first three channels."""
+    c0, c1, c2, d0, d1, d2, q0, q1, q2 = col
+    _lanes(flat[o : o + LANES], xs, x0, x1, geo, aa, comp_max, interp, c0, d0, q0)
+    if n_ch > 1:
+        o += plane
+        _lanes(flat[o : o + LANES], xs, x0, x1, geo, aa, comp_max, interp, c1, d1, q1)
+        if n_ch > 2:
+            o += plane
+            _lanes(flat[o : o + LANES], xs, x0, x1, geo, aa, comp_max, interp, c2, d2, q2)
+            for c in range(3, n_ch):
+                o += plane
+                cc = vals[j0, c]
+                dc = vals[j1, c] - cc if interp else np.float32(0.0)
+                q = np.uint8(cc + np.float32(0.5))
+                _lanes(flat[o : o + LANES], xs, x0, x1, geo, aa, comp_max, interp, cc, dc, q)
+
+
+@njit(cache=True, nogil=True, fastmath=True, inline="always")
+def _segment(
+    flat, img0, plane, n_ch, w, h, ax, ay, bx_, by_, vals, j0, j1, c0, c1, c2, d0, d1, d2, reach, aa, comp_max, interp
+):  # pragma: no cover
+    """Composite the capsule ax,ay -> bx_,by_ into the n_ch-channel image whose first channel
+    starts at flat[img0] (channel planes `plane` apart, rows `w` apart, w >= LANES).
+
+    Channel c gets colour vals[j0, c] + t * (vals[j1, c] - vals[j0, c]) at segment parameter t
+    (the clamped projection of the pixel centre on the segment); channels 0..2 arrive
+    precomputed as scalars (c, d) so the common case stays in registers. Each row's candidate
+    columns are composited LANES at a time by `_lanes`.
+    """
+    zero = np.float32(0.0)
+    one = np.float32(1.0)
+    half = np.float32(0.5)
     dx = bx_ - ax
     dy = by_ - ay
     len2 = dx * dx + dy * dy
-    inv_len2 = np.float32(1.0) / len2 if len2 > 1e-12 else np.float32(0.0)
+    solid = len2 > 1e-12
+    inv_len2 = one / len2 if solid else zero
     reach2 = reach * reach
     xlo = max(int(math.ceil(min(ax, bx_) - reach)), 0)
     xhi = min(int(math.floor(max(ax, bx_) + reach)), w - 1)
@@ -137,13 +203,15 @@ def _segment(out, b, ax, ay, bx_, by_, vals, j0, j1, c0, c1, c2, d0, d1, d2, rea
     yhi = min(int(math.floor(max(ay, by_) + reach)), h - 1)
     # For a slanted segment, the pixels of row y within `reach` of the infinite line form an
     # interval around the centreline: only those are tested.
-    slanted = abs(dy) > 1e-6 and len2 > 1e-12
-    x_per_y = dx / dy if slanted else np.float32(0.0)
-    half_span = reach * math.sqrt(len2) / abs(dy) if slanted else np.float32(0.0)
+    slanted = abs(dy) > 1e-6 and solid
+    x_per_y = dx / dy if slanted else zero
+    half_span = reach * math.sqrt(len2) / abs(dy) if slanted else zero
     inv_len = np.float32(math.sqrt(inv_len2))
     # Body pixels (0 <= t <= 1) are at distance |cross| / len from the segment: no square root;
     # comparisons stay squared so that pixels exactly on the edge are decided exactly.
     reach2_len2 = reach2 * len2
+    col = (c0, c1, c2, d0, d1, d2, np.uint8(c0 + half), np.uint8(c1 + half), np.uint8(c2 + half))
+    last = w - LANES
     for y in range(ylo, yhi + 1):
         rx0 = xlo
         rx1 = xhi
@@ -156,40 +224,11 @@ def _segment(out, b, ax, ay, bx_, by_, vals, j0, j1, c0, c1, c2, d0, d1, d2, rea
             if hi < rx1:
                 rx1 = hi
         py = np.float32(y) - ay
-        for x in range(rx0, rx1 + 1):
-            px = np.float32(x) - ax
-            t = (px * dx + py * dy) * inv_len2
-            if t >= np.float32(0.0) and t <= np.float32(1.0) and len2 > 1e-12:
-                cross = px * dy - py * dx
-                cr2 = cross * cross
-                if cr2 > reach2_len2:
-                    continue
-                if aa:
-                    cov = reach - abs(cross) * inv_len
-                    if cov <= np.float32(0.0):
-                        continue
-                    if cov > np.float32(1.0):
-                        cov = np.float32(1.0)
-                else:
-                    cov = np.float32(1.0)
-            else:
-                t = min(max(t, np.float32(0.0)), np.float32(1.0))
-                ex = px - t * dx
-                ey = py - t * dy
-                dd = ex * ex + ey * ey
-                if dd > reach2:
-                    continue
-                cov = min(reach - math.sqrt(dd), np.float32(1.0)) if aa else np.float32(1.0)
-                if cov <= 0.0:
-                    continue
-            _blend(out, b, 0, y, x, c0 + t * d0, cov, comp_max)
-            if n_ch > 1:
-                _blend(out, b, 1, y, x, c1 + t * d1, cov, comp_max)
-                if n_ch > 2:
-                    _blend(out, b, 2, y, x, c2 + t * d2, cov, comp_max)
-                    for c in range(3, n_ch):
-                        v = vals[j0, c] + t * (vals[j1, c] - vals[j0, c])
-                        _blend(out, b, c, y, x, v, cov, comp_max)
+        geo = (ax, py, dx, dy, inv_len2, inv_len, reach, reach2, reach2_len2, solid)
+        row = img0 + y * w
+        for x0 in range(rx0, rx1 + 1, LANES):
+            xs = min(x0, last)  # a whole block inside the row; columns before x0 are masked off
+            _block(flat, row + xs, plane, n_ch, xs, x0, rx1, geo, aa, comp_max, interp, col, vals, j0, j1)
 
 
 @njit(cache=True, nogil=True, fastmath=True)
@@ -202,10 +241,17 @@ def rasterize(
     points (N, >=2) float32 in input coordinates, placed per drawing by (a, bx, by); vals (N, C)
     float32 0..255 (segment colours, or per-point colours when `interp`); strokes drawn last to
     first when `reverse`; `comp_max` selects max- instead of over-compositing. A single-point
-    stroke is drawn as a dot of the line's width.
+    stroke is drawn as a dot of the line's width. out must be C-contiguous, W >= LANES and
+    vals must have C columns.
     """
     reach = np.float32(half_w + 0.5 if aa else half_w)
     n_ch = out.shape[1]
+    h = out.shape[2]
+    w = out.shape[3]
+    if w < LANES or vals.shape[1] != n_ch:
+        raise ValueError("rasterize needs images at least LANES wide and one vals column per channel")
+    plane = h * w
+    flat = out.reshape(out.size)  # C-contiguous: a view
     zero = np.float32(0.0)
     for b in range(len(drawing_offsets) - 1):
         s_first = drawing_offsets[b]
@@ -237,7 +283,31 @@ def rasterize(
                     if n_ch > 2:
                         c2 = vals[j, 2]
                         d2 = vals[j1, 2] - c2
-                _segment(out, b, x0, y0, x1, y1, vals, j, j1, c0, c1, c2, d0, d1, d2, reach, aa, comp_max)
+                _segment(
+                    flat,
+                    b * n_ch * plane,
+                    plane,
+                    n_ch,
+                    w,
+                    h,
+                    x0,
+                    y0,
+                    x1,
+                    y1,
+                    vals,
+                    j,
+                    j1,
+                    c0,
+                    c1,
+                    c2,
+                    d0,
+                    d1,
+                    d2,
+                    reach,
+                    aa,
+                    comp_max,
+                    interp,
+                )
                 x0 = x1
                 y0 = y1
 
@@ -327,3 +397,59 @@ def batch_geometry(points, stroke_offsets, drawing_offsets):  # pragma: no cover
                         ay = xy[i + 1, 1] - 2.0 * xy[i, 1] + xy[i - 1, 1]
                         acc[i] = math.sqrt(ax * ax + ay * ay)
     return stroke_drawing, stroke_rank, point_stroke, point_rank, xy, seg, acc
+
+
+@njit(cache=True, nogil=True)
+def order_speed_accel_values(
+    points, stroke_offsets, drawing_offsets, box, order_span, speed_scale, accel_scale
+):  # pragma: no cover
+    """(N, 3) float32 order, speed, accel values of the "order-speed-accel" encoding in one pass.
+
+    Bit for bit what the numpy formulation on `StrokeBatch` gives (order 255 - span*i/n computed
+    in float64; segment length and inertia distance measured on the float32 0..255 frame points
+    exactly as `batch_geometry` computes them, then scaled in float32 and capped at 255), without
+    the intermediate per-point arrays. `box` is `drawing_bounds`' (B, 4) box; speed_scale and
+    accel_scale are float32 255/cap factors.
+    """
+    n_pts = points.shape[0]
+    vals = np.zeros((n_pts, 3), np.float32)
+    cap = np.float32(255.0)
+    for b in range(len(drawing_offsets) - 1):
+        s0 = drawing_offsets[b]
+        s1 = drawing_offsets[b + 1]
+        if s1 <= s0:
+            continue
+        x0 = np.float32(box[b, 0])
+        y0 = np.float32(box[b, 1])
+        ext = max(np.float32(box[b, 2]) - x0, np.float32(box[b, 3]) - y0)
+        scale = 255.0 / ext if ext > 0 else 1.0
+        n = max(s1 - s0, 1)
+        for s in range(s0, s1):
+            order = np.float32(255.0 - order_span * (s - s0) / n)
+            q0 = stroke_offsets[s]
+            q1 = stroke_offsets[s + 1]
+            # frame points i - 1, i, i + 1 (as float32, like StrokeBatch.xy)
+            xp = yp = np.float32(0.0)
+            xc = yc = np.float32(0.0)
+            if q1 > q0:
+                xc = np.float32((points[q0, 0] - x0) * scale)
+                yc = np.float32((points[q0, 1] - y0) * scale)
+            for i in range(q0, q1):
+                vals[i, 0] = order
+                if i + 1 < q1:
+                    xn = np.float32((points[i + 1, 0] - x0) * scale)
+                    yn = np.float32((points[i + 1, 1] - y0) * scale)
+                    dx = xn - xc
+                    dy = yn - yc
+                    seg = np.float32(math.sqrt(dx * dx + dy * dy))
+                    vals[i, 1] = min(seg * speed_scale, cap)
+                    if i > q0:
+                        ax = xn - 2.0 * xc + xp
+                        ay = yn - 2.0 * yc + yp
+                        acc = np.float32(math.sqrt(ax * ax + ay * ay))
+                        vals[i, 2] = min(acc * accel_scale, cap)
+                    xp = xc
+                    yp = yc
+                    xc = xn
+                    yc = yn
+    return vals

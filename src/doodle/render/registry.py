@@ -198,6 +198,14 @@ class StrokeBatch:
         return np.diff(self.drawing_offsets)
 
     @cached_property
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """(B, 4) float64 min_x, min_y, max_x, max_y of each drawing's points (zeros when empty)
+        and (B,) bool "has timing" (`doodle.render.raster.drawing_bounds`)."""
+        from doodle.render.raster import drawing_bounds
+
+        return drawing_bounds(self.points, self.drawing_point_offsets)
+
+    @cached_property
     def _geometry(self) -> tuple[np.ndarray, ...]:
         from doodle.render.raster import batch_geometry
 

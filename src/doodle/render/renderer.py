@@ -169,4 +169,4 @@ def render(
 def _placement(
     batch: StrokeBatch, size: int, margin: float, mode: str, align: bool | None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    return raster.placement(batch.points, batch.drawing_point_offsets, size, margin, mode, align)
+    return raster.placement(batch.points, batch.drawing_point_offsets, size, margin, mode, align, batch.bounds)
