@@ -133,7 +133,7 @@ class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """auto: CUDA when present, else CPU."""
     threads: int = 0
-    """CPU threads for the model (0: one per core not used by loader workers)."""
+    """CPU threads for the model (0: all cores, shared among the training processes of this machine)."""
     find_batch: bool = False
     """Before training, find the largest batch that fits the device (bisection) and use it."""
     init_from: str | None = None

@@ -39,10 +39,11 @@ def choose_device(wanted: str = "auto", local_rank: int = 0) -> torch.device:
     return torch.device("cpu")
 
 
-def setup(wanted_device: str = "auto", threads: int = 0, loader_workers: int = 0) -> Env:
+def setup(wanted_device: str = "auto", threads: int = 0) -> Env:
     """Read torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK), join the process group (NCCL on
-    GPUs, gloo on CPU) and pick the device. On CPU, model threads default to the cores not used by
-    loader workers, shared among the local processes."""
+    GPUs, gloo on CPU) and pick the device. On CPU, model threads default to all cores shared among
+    the local training processes: loader workers render a batch in a few percent of the time the
+    model needs for it, so reserving cores for them would idle the model."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -52,7 +53,7 @@ def setup(wanted_device: str = "auto", threads: int = 0, loader_workers: int = 0
     if device.type == "cpu":
         local = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))
         cores = os.cpu_count() or 1
-        torch.set_num_threads(threads or max(1, (cores - loader_workers) // max(local, 1)))
+        torch.set_num_threads(threads or max(1, cores // max(local, 1)))
     return Env(rank, world, local_rank, device)
 
 

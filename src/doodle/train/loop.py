@@ -54,7 +54,7 @@ class TrainState:
 
 def train(config: TrainConfig, data: str | Path, out: str | Path, *, resume: bool = False) -> dict:
     """Train `config` on the store `data`, writing the run to `out`; returns the final metrics."""
-    env = setup(config.device, config.threads, config.data.workers)
+    env = setup(config.device, config.threads)
     try:
         return Trainer(config, Path(data), Path(out), env, resume).run()
     finally:
