@@ -79,8 +79,10 @@ class Trainer:
             self._init_from(cfg.init_from)
         self.input_kind = self.model.input_kind
         self.current_input = cfg.input
-        self.optimizer = build_optimizer(cfg.optim, self.model)
         self.loss_fn = make_loss(cfg.loss)
+        if cfg.find_batch and not resume:
+            self._find_batch()
+        self.optimizer = build_optimizer(cfg.optim, self.model)
         self.state = TrainState(accumulate=cfg.accumulate)
         self.schedule = Schedule(cfg.schedule, self.optimizer, cfg.optim.lr, self._total_steps())
         self.amp_dtype = self._amp_dtype()
@@ -110,6 +112,29 @@ class Trainer:
         if data["classes"] != self.classes:
             raise DoodleError(f"init_from {path}: its classes differ from the store's")
         self.model.load_state_dict(data["model"])
+
+    def _find_batch(self) -> None:
+        """Set data.batch_size to the largest batch one forward and backward pass fits (CUDA only:
+        a CPU swaps instead of failing, so there is nothing to find)."""
+        if self.env.device.type != "cuda":
+            log.warning("find_batch needs a CUDA device; keeping data.batch_size=%d", self.cfg.data.batch_size)
+            return
+        from doodle.train.batch_finder import find_batch_size, make_try_batch
+        from doodle.train.data import EpochBatches
+
+        sample = EpochBatches(self.data, "train", self._preprocessor(0), 64, self.cfg.seed, 0)[0]
+
+        def example(n: int):
+            reps = -(-n // len(sample["label"]))  # tile the sample batch up to n drawings
+            batch = {k: torch.as_tensor(v).repeat(reps, *[1] * (v.ndim - 1))[:n] for k, v in sample.items()
+                     if k in MODEL_KEYS + ("label",)}
+            return {k: v for k, v in batch.items() if k != "label"}, batch["label"]
+
+        try_batch = make_try_batch(self.model, example, self.loss_fn, self.env.device, amp_dtype=self._amp_dtype())
+        found = find_batch_size(try_batch, start=self.cfg.data.batch_size)
+        # keep a margin for optimizer state and fragmentation
+        self.cfg.data.batch_size = max(1, int(found * 0.9))
+        log.info("find_batch: %d fits; training with batch_size %d", found, self.cfg.data.batch_size)
 
     def _amp_dtype(self) -> torch.dtype | None:
         amp = self.cfg.amp
