@@ -38,8 +38,12 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import orjson  # noqa: E402
 
-from doodle.data.drawing import Drawing, drawing_from_record  # noqa: E402
-from doodle.render import pack_fast, render  # noqa: E402
+from doodle.data.drawing import (  # noqa: E402
+    Drawing,
+    drawing_from_record,
+    pack,  # noqa: E402
+)
+from doodle.render import render  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -127,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         drawings = load(quickdraw / kind, args.n)
         base_set = drawings[: args.baseline_n]
         chunks = [drawings[k : k + args.batch] for k in range(0, len(drawings), args.batch)]
-        packed = [pack_fast(c) for c in chunks]
+        packed = [pack(c) for c in chunks]
         n_pts = sum(len(p.points) for p in packed)
         for size in (64, 128):
             render(drawings[:4], "order-speed-accel", size)  # JIT warm-up

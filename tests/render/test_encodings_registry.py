@@ -8,13 +8,12 @@ import numpy as np
 import pytest
 from conftest import load_ndjson
 
-from doodle.data.drawing import Drawing
+from doodle.data.drawing import Drawing, pack
 from doodle.render import (
     Channels,
     UnknownEncodingError,
     get_encoding,
     list_encodings,
-    pack_fast,
     register_encoding,
     render,
 )
@@ -56,7 +55,7 @@ def test_encoding_contract(name, sample):
     batch = render(sample, name, 64)
     alone = np.concatenate([render([d], name, 64) for d in sample])
     assert np.array_equal(batch, alone)
-    assert np.array_equal(batch, render(pack_fast(sample), name, 64))
+    assert np.array_equal(batch, render(pack(sample), name, 64))
     out = np.full((len(sample), enc.channels, 64, 64), 7, np.uint8)
     assert render(sample, name, 64, out=out) is out and np.array_equal(out, batch)
 
@@ -105,7 +104,7 @@ def test_every_real_file_in_every_encoding(quickdraw: Path):
     for path in sorted((quickdraw / "raw").glob("*.ndjson")) + sorted((quickdraw / "simplified").glob("*.ndjson")):
         drawings.extend(load_ndjson(path))
     assert len(drawings) > 20_000
-    packed = pack_fast(drawings)
+    packed = pack(drawings)
     for enc in list_encodings():
         out = np.empty((len(drawings), enc.channels, 32, 32), np.uint8)
         render(packed, enc.name, 32, out=out)

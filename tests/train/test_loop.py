@@ -136,7 +136,17 @@ def test_ddp_two_cpu_processes_stay_in_sync(store: Path, tmp_path: Path):
     assert orjson.loads((run / "summary.json").read_bytes())["steps"] == 6
 
 
-def test_features_ema_averaging_progressive_resizing_batch_growth(store: Path, tmp_path: Path):
+def test_features_ema_averaging_progressive_resizing_batch_growth(store: Path, tmp_path: Path, monkeypatch):
+    val_sizes = []  # (epochs finished, image size) of every validation
+    batches = Trainer._batches
+
+    def spy(self, epoch, split="train"):
+        dataset = batches(self, epoch, split)
+        if split == "val":
+            val_sizes.append((self.state.epoch, dataset.preprocess.config.size))
+        return dataset
+
+    monkeypatch.setattr(Trainer, "_batches", spy)
     cfg = tiny("epochs=3", "ema_decay=0.9", "average_last=2", "size_schedule=[[0, 32], [2, 48]]",
                "batch_schedule=[[0, 16], [1, 24]]", "loss.top3_weight=0.5", "loss.label_smoothing=0.1",
                "schedule.name=onecycle", "accumulate=2", "optim.name=sgd", "optim.lr=0.05")
@@ -144,6 +154,8 @@ def test_features_ema_averaging_progressive_resizing_batch_growth(store: Path, t
     run = tmp_path / "run"
     assert (run / "averaged.pt").is_file() and summary["averaged"]["map3"] > 0
     assert read_checkpoint(run / "last.pt")["input_config"]["size"] == 48  # trained last at 48 px
+    # each validation sees the size the weights were trained at, even right after an epoch boundary
+    assert val_sizes[:3] == [(1, 32), (2, 32), (3, 48)]
     assert read_checkpoint(run / "last.pt")["ema"] is not None
     assert len(list((run / "checkpoints").glob("step-*.pt"))) == 3  # keep_checkpoints
     # batch growth: epoch 0 takes 16-drawing batches, epochs 1 and 2 take 24; two per optimizer step

@@ -16,6 +16,7 @@ index for binary formats) and the reason, and carry on.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -371,19 +372,27 @@ class PackedDrawings:
         return len(self.drawing_offsets) - 1
 
 
-def pack(drawings: list[Drawing]) -> PackedDrawings:
-    """Concatenate drawings into a `PackedDrawings` (one copy of the points, no Python per point)."""
-    pts_list: list[np.ndarray] = []
-    stroke_lengths: list[int] = []
+def pack(drawings: Sequence[Drawing]) -> PackedDrawings:
+    """Concatenate drawings into a `PackedDrawings`: one concatenation for the whole batch, no
+    Python loop per point (untimed strokes get t = NaN)."""
+    strokes = [s for d in drawings for s in d.strokes]
     drawing_offsets = np.zeros(len(drawings) + 1, np.int64)
-    for i, d in enumerate(drawings):
-        for s in d.strokes:
-            block = np.full((len(s), 3), np.nan, np.float32)
-            block[:, : s.shape[1]] = s[:, :3]
-            pts_list.append(block)
-            stroke_lengths.append(len(s))
-        drawing_offsets[i + 1] = drawing_offsets[i] + len(d.strokes)
-    stroke_offsets = np.zeros(len(stroke_lengths) + 1, np.int64)
-    np.cumsum(stroke_lengths, out=stroke_offsets[1:])
-    points = np.concatenate(pts_list) if pts_list else np.zeros((0, 3), np.float32)
+    np.cumsum(np.fromiter((len(d.strokes) for d in drawings), np.int64, len(drawings)), out=drawing_offsets[1:])
+    stroke_offsets = np.zeros(len(strokes) + 1, np.int64)
+    np.cumsum(np.fromiter(map(len, strokes), np.int64, len(strokes)), out=stroke_offsets[1:])
+    points = np.empty((int(stroke_offsets[-1]), 3), np.float32)
+    if not strokes:
+        return PackedDrawings(points, stroke_offsets, drawing_offsets)
+    widths = {s.shape[1] for s in strokes}
+    if widths == {3}:
+        np.concatenate(strokes, out=points, casting="same_kind")
+    elif widths == {2}:
+        np.concatenate(strokes, out=points[:, :2], casting="same_kind")
+        points[:, 2] = np.nan
+    else:  # a mix of timed and untimed drawings
+        np.concatenate([s[:, :2] for s in strokes], out=points[:, :2], casting="same_kind")
+        points[:, 2] = np.nan
+        for k, s in enumerate(strokes):
+            if s.shape[1] >= 3:
+                points[stroke_offsets[k] : stroke_offsets[k + 1], 2] = s[:, 2]
     return PackedDrawings(points, stroke_offsets, drawing_offsets)

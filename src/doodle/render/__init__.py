@@ -17,7 +17,7 @@ from doodle.render.registry import (
     list_encodings,
     register_encoding,
 )
-from doodle.render.renderer import pack_fast, render
+from doodle.render.renderer import render
 
 __all__ = [
     "AugmentConfig",
@@ -30,7 +30,6 @@ __all__ = [
     "augment_batch",
     "get_encoding",
     "list_encodings",
-    "pack_fast",
     "register_encoding",
     "render",
     "save_gallery",

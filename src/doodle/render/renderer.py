@@ -7,7 +7,7 @@ from typing import Literal
 
 import numpy as np
 
-from doodle.data.drawing import Drawing, PackedDrawings
+from doodle.data.drawing import Drawing, PackedDrawings, pack
 from doodle.render import raster
 from doodle.render.raster import draw_dots, rasterize
 from doodle.render.registry import StrokeBatch, get_encoding
@@ -15,31 +15,6 @@ from doodle.render.registry import StrokeBatch, get_encoding
 MIN_SIZE, MAX_SIZE = 8, 1024
 REFERENCE_SIZE = 256.0
 """`line_width`, `padding` and dot radii are given in pixels of a 256-px image."""
-
-
-def pack_fast(drawings: Sequence[Drawing]) -> PackedDrawings:
-    """Like `doodle.data.drawing.pack` (same arrays), with one concatenation for the whole batch."""
-    strokes = [s for d in drawings for s in d.strokes]
-    drawing_offsets = np.zeros(len(drawings) + 1, np.int64)
-    np.cumsum(np.fromiter((len(d.strokes) for d in drawings), np.int64, len(drawings)), out=drawing_offsets[1:])
-    stroke_offsets = np.zeros(len(strokes) + 1, np.int64)
-    np.cumsum(np.fromiter(map(len, strokes), np.int64, len(strokes)), out=stroke_offsets[1:])
-    points = np.empty((int(stroke_offsets[-1]), 3), np.float32)
-    if not strokes:
-        return PackedDrawings(points, stroke_offsets, drawing_offsets)
-    widths = {s.shape[1] for s in strokes}
-    if widths == {3}:
-        np.concatenate(strokes, out=points, casting="same_kind")
-    elif widths == {2}:
-        np.concatenate(strokes, out=points[:, :2], casting="same_kind")
-        points[:, 2] = np.nan
-    else:  # a mix of timed and untimed drawings
-        np.concatenate([s[:, :2] for s in strokes], out=points[:, :2], casting="same_kind")
-        points[:, 2] = np.nan
-        for k, s in enumerate(strokes):
-            if s.shape[1] >= 3:
-                points[stroke_offsets[k] : stroke_offsets[k + 1], 2] = s[:, 2]
-    return PackedDrawings(points, stroke_offsets, drawing_offsets)
 
 
 def _as_packed(drawings: Sequence[Drawing] | PackedDrawings | Drawing) -> PackedDrawings:
@@ -54,7 +29,7 @@ def _as_packed(drawings: Sequence[Drawing] | PackedDrawings | Drawing) -> Packed
         )
     if isinstance(drawings, Drawing):
         drawings = [drawings]
-    return pack_fast(list(drawings))
+    return pack(list(drawings))
 
 
 def pixel_line_width(line_width: float, size: int) -> float:

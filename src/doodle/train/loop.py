@@ -183,8 +183,11 @@ class Trainer:
                                 augment=cfg.augment, balanced_block=cfg.data.balanced_block or None,
                                 rank=self.env.rank, world_size=self.env.world_size, shuffle=True, drop_last=True,
                                 limit=cfg.data.limit_train or None)
-        return EpochBatches(self.data, "val", self._preprocessor(epoch), cfg.data.batch_size, cfg.seed, 0,
-                            augment=None, shuffle=False, drop_last=False, limit=cfg.data.limit_val or None)
+        # Validate at the input the weights were last trained at (progressive resizing changes it at
+        # epoch boundaries, just before the end-of-epoch validation).
+        return EpochBatches(self.data, "val", Preprocessor(self.current_input, self.input_kind), cfg.data.batch_size,
+                            cfg.seed, 0, augment=None, shuffle=False, drop_last=False,
+                            limit=cfg.data.limit_val or None)
 
     def _loader(self, dataset, start: int = 0):
         from doodle.train.data import make_loader
