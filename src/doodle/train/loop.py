@@ -214,7 +214,9 @@ class Trainer:
     # -- the loop -------------------------------------------------------------------------------
     def run(self) -> dict:
         cfg, st = self.cfg, self.state
-        self.logger.info(f"training {cfg.model.family}/{cfg.model.arch} on {self.data} ({len(self.classes)} classes) "
+        name = cfg.model.family + ("" if self.input_kind == "sequence" and cfg.model.family == "sequence"
+                                   else f"/{cfg.model.arch}")
+        self.logger.info(f"training {name} on {self.data} ({len(self.classes)} classes) "
                          f"-> {self.out}; device {self.env.device}, {self.env.world_size} process(es)")
         while st.epoch < cfg.epochs and not self._done():
             self._train_epoch()
