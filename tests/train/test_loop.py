@@ -128,7 +128,7 @@ def test_ddp_two_cpu_processes_stay_in_sync(store: Path, tmp_path: Path):
     run = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
            "--master_port", str(_free_port()), "-m", "doodle", "-q", "train", "--data", str(store), "--out", str(run),
-           *TINY, "max_steps=6", "checkpoint_every=2", "sync_check=true", "model.dropout=0.2"]
+           *TINY, "max_steps=6", "checkpoint_every=2", "sync_check=true", "model.dropout=0.2", "accumulate=2"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run(cmd, check=True, timeout=600, env=env)
     lines = (run / "sync.log").read_text().splitlines()

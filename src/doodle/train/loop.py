@@ -244,10 +244,11 @@ class Trainer:
             batch = next(loader)
             labels = batch["label"].to(self.env.device, non_blocking=True)
             final_micro = micro + 1 == st.accumulate
-            sync = self.ddp.no_sync() if self.env.distributed and not final_micro else nullcontext()
-            with sync, self._autocast():
-                loss = self.loss_fn(self.ddp(self._to_device(batch)), labels) / st.accumulate
-            with sync:
+            # Between optimizer steps DDP must not all-reduce gradients (no_sync), for the forward and
+            # the backward pass alike; a context manager can be entered only once, so one block.
+            with self.ddp.no_sync() if self.env.distributed and not final_micro else nullcontext():
+                with self._autocast():
+                    loss = self.loss_fn(self.ddp(self._to_device(batch)), labels) / st.accumulate
                 self.scaler.scale(loss).backward()
             loss_sum += float(loss.detach()) * st.accumulate
             seen += len(labels)
