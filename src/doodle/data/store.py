@@ -187,8 +187,13 @@ def store_files(store: str | os.PathLike, split: str | None = None) -> list[Path
 def iter_store(store: str | os.PathLike, split: str | None = None, batch_size: int = 4096) -> Iterator[Drawing]:
     """Stream the drawings of a store (one split or all), shard after shard."""
     for path in store_files(store, split):
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_size):
-            yield from table_to_drawings(batch)
+        yield from _iter_shard(path, batch_size)
+
+
+def _iter_shard(path: str | os.PathLike, batch_size: int = 4096) -> Iterator[Drawing]:
+    """The drawings of one Parquet shard, a batch of rows at a time."""
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_size):
+        yield from table_to_drawings(batch)
 
 
 # -- planning -------------------------------------------------------------------------------------
@@ -330,10 +335,9 @@ def _records(part: _Part, limits: Limits, stats) -> Iterator[Drawing | Reject]:
     if part.fmt != STORE_SHARD:
         yield from iter_records(part.path, part.fmt, limits=limits, start=part.start, end=part.end, stats=stats)
         return
-    for batch in pq.ParquetFile(part.path).iter_batches(batch_size=4096):
-        for drawing in table_to_drawings(batch):
-            stats.records += 1
-            yield drawing
+    for drawing in _iter_shard(part.path):
+        stats.records += 1
+        yield drawing
 
 
 def _reason_kind(reason: str) -> str:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
@@ -88,8 +86,3 @@ class Schedule:
         if self.inner is not None:
             self.inner.load_state_dict(state["inner"])
         self.plateau_scale = state["plateau_scale"]
-
-
-def lr_for_batch(base_lr: float, base_batch: int, batch: int) -> float:
-    """Square-root learning-rate scaling when the effective batch grows (used by batch growth)."""
-    return base_lr * math.sqrt(batch / base_batch)
