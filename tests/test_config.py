@@ -72,3 +72,20 @@ def test_int_promotes_to_float_and_docs():
 def test_missing_file():
     with pytest.raises(DoodleError, match="not found"):
         load_config(Config, "/nonexistent.yaml")
+
+
+@dataclass
+class Switches:
+    amp: Literal["auto", "off", "bf16"] = "auto"
+    """A choice that includes YAML 1.1's boolean word "off"."""
+    answer: Literal["yes", "no"] = "no"
+    """Another."""
+
+
+def test_yaml_boolean_words_stay_literal_choices(tmp_path):
+    # YAML reads `off` and `yes` as booleans; a Literal field takes the word back instead of failing.
+    (tmp_path / "s.yaml").write_text("amp: off\nanswer: yes\n")
+    assert load_config(Switches, tmp_path / "s.yaml") == Switches(amp="off", answer="yes")
+    assert load_config(Switches, None, ["amp=off", "answer=no"]) == Switches(amp="off", answer="no")
+    with pytest.raises(DoodleError, match="amp: True is not one of 'auto', 'off', 'bf16'"):
+        load_config(Switches, None, ["amp=on"])

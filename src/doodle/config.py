@@ -92,6 +92,9 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
         raise DoodleError(f"{where or cls.__name__}: {err}") from None
 
 
+_YAML_BOOL_WORDS = {False: ("off", "no", "false"), True: ("on", "yes", "true")}
+
+
 def _convert(tp: Any, value: Any, where: str) -> Any:
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
@@ -106,6 +109,8 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
                 errors.append(str(err))
         raise DoodleError(errors[0] if len(errors) == 1 else f"{where}: {value!r:.60} matches none of {tp}")
     if origin is typing.Literal:
+        if isinstance(value, bool):  # YAML 1.1 reads off/on/no/yes as booleans: take the word back
+            value = next((w for w in _YAML_BOOL_WORDS[value] if w in typing.get_args(tp)), value)
         if value not in typing.get_args(tp):
             raise DoodleError(f"{where}: {value!r} is not one of {', '.join(map(repr, typing.get_args(tp)))}")
         return value

@@ -191,6 +191,27 @@ def test_torchvision_only_arch_through_the_fallback():
         assert model(random_images(1)).shape == (2, 3)
 
 
+def test_stem_pool_and_trunk_kwargs_change_the_trunk():
+    # Dropping the stem max-pool doubles the last feature map's side; trunk_kwargs reach timm.
+    def last_map(model) -> tuple[int, ...]:
+        with torch.no_grad():
+            return tuple(model.trunk.forward_features(torch.zeros(1, 3, 64, 64)).shape[-2:])
+
+    inputs = InputConfig(encoding="order-speed-accel", size=64)
+    pooled, _ = small_model("cnn", inputs=inputs, arch="resnet18")
+    unpooled, _ = small_model("cnn", inputs=inputs, arch="resnet18", stem_pool=False)
+    dilated, _ = small_model("cnn", inputs=inputs, arch="resnet18", trunk_kwargs={"output_stride": 16})
+    assert last_map(pooled) == (2, 2)
+    assert last_map(unpooled) == (4, 4)
+    assert last_map(dilated) == (4, 4)
+    with pytest.raises(DoodleError, match="has no stem max-pool"):
+        small_model("cnn", arch="mobilenetv2_100", stem_pool=False)
+    with pytest.raises(DoodleError, match=r"trunk_kwargs \{'bogus': 1\} for 'resnet18'"):
+        small_model("cnn", arch="resnet18", trunk_kwargs={"bogus": 1})
+    with pytest.raises(DoodleError, match="only timm architectures take them"):
+        small_model("cnn", arch="shufflenet_v2_x0_5", trunk_kwargs={"drop_path_rate": 0.1})
+
+
 def test_unknown_arch_raises_with_suggestions():
     with pytest.raises(DoodleError, match="unknown architecture 'resnet181'.*resnet18"):
         small_model("cnn", arch="resnet181")

@@ -75,20 +75,37 @@ def torchvision_trunk(arch: str, channels: int) -> tuple[nn.Module, int]:
     return model, linear.in_features
 
 
-def create_trunk(arch: str, channels: int, size: int | None = None) -> tuple[nn.Module, int, dict]:
-    """(trunk, pooled feature width, pretrained_cfg) for a timm or torchvision architecture name."""
+def create_trunk(arch: str, channels: int, size: int | None = None, kwargs: dict | None = None
+                 ) -> tuple[nn.Module, int, dict]:
+    """(trunk, pooled feature width, pretrained_cfg) for a timm or torchvision architecture name;
+    `kwargs` go to timm.create_model (timm architectures only)."""
+    kwargs = dict(kwargs or {})
     if timm.is_model(arch):
-        trunk = timm.create_model(arch, pretrained=False, num_classes=0, in_chans=channels)
-        if size is not None and trunk.pretrained_cfg.get("fixed_input_size"):
-            trunk = timm.create_model(arch, pretrained=False, num_classes=0, in_chans=channels, img_size=size)
+        try:
+            trunk = timm.create_model(arch, pretrained=False, num_classes=0, in_chans=channels, **kwargs)
+            if size is not None and trunk.pretrained_cfg.get("fixed_input_size"):
+                trunk = timm.create_model(arch, pretrained=False, num_classes=0, in_chans=channels, img_size=size,
+                                          **kwargs)
+        except TypeError as err:  # an argument the architecture does not take
+            raise DoodleError(f"model.trunk_kwargs {kwargs} for {arch!r}: {err}") from None
         return trunk, int(trunk.num_features), dict(trunk.pretrained_cfg)
     tv_names = _torchvision_names()
+    if arch in tv_names and kwargs:
+        raise DoodleError(f"model.trunk_kwargs {kwargs}: only timm architectures take them, {arch!r} is torchvision")
     if arch in tv_names:
         trunk, features = torchvision_trunk(arch, channels)
         return trunk, features, {"mean": IMAGENET_MEAN, "std": IMAGENET_STD}
     close = difflib.get_close_matches(arch, timm.list_models() + tv_names, n=5, cutoff=0.6)
     hint = f"; did you mean {', '.join(close)}?" if close else " (see timm.list_models())"
     raise DoodleError(f"unknown architecture {arch!r}: neither timm nor torchvision has it{hint}")
+
+
+def drop_stem_pool(trunk: nn.Module, arch: str) -> None:
+    """Replace the stem's max-pool by the identity (ResNet-style trunks name it `maxpool`)."""
+    if not isinstance(getattr(trunk, "maxpool", None), nn.MaxPool2d):
+        raise DoodleError(f"model.stem_pool=false: {arch!r} has no stem max-pool named `maxpool` to drop "
+                          "(ResNet-style trunks have one)")
+    trunk.maxpool = nn.Identity()
 
 
 class CNNClassifier(nn.Module):
@@ -115,7 +132,9 @@ def build_cnn(config: ModelConfig, inputs: InputConfig, num_classes: int) -> CNN
 
     check_extras(config, inputs)
     channels = get_encoding(inputs.encoding).channels
-    trunk, features, cfg = create_trunk(config.arch, channels, inputs.size)
+    trunk, features, cfg = create_trunk(config.arch, channels, inputs.size, config.trunk_kwargs)
+    if not config.stem_pool:
+        drop_stem_pool(trunk, config.arch)
     if config.pretrained_path:
         load_pretrained(trunk, config.pretrained_path, channels)
         normalizer = ImageNormalizer(channels, cfg.get("mean", IMAGENET_MEAN), cfg.get("std", IMAGENET_STD))

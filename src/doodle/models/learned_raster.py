@@ -90,7 +90,7 @@ class LearnedRaster(nn.Module):
         """The learned raster [B, raster_features, G, G] of a batch."""
         points = batch["points"].float()
         steps = points.shape[1]
-        lengths = batch["lengths"].long().clamp(min=0, max=steps)
+        lengths = batch["lengths"].to(points.device).long().clamp(min=0, max=steps)  # may arrive on the CPU
         feats = self.points(points.transpose(1, 2), valid_mask(lengths, steps))
         return scatter_mean(feats, points[..., :2], lengths, self.grid)
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from doodle.errors import DoodleError
 from doodle.preprocess import InputConfig, InputKind
@@ -28,6 +28,11 @@ class ModelConfig:
     """Registered family (`doodle.models.list_models()`): cnn, sequence, learned-raster."""
     arch: str = "resnet18"
     """timm (or torchvision) architecture of the CNN trunk, e.g. resnet34, seresnext50_32x4d."""
+    trunk_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Extra keyword arguments for timm.create_model, e.g. {drop_path_rate: 0.1, output_stride: 16}."""
+    stem_pool: bool = True
+    """Keep the trunk's stem max-pool; False drops it (ResNet-style trunks): 4x the feature-map area,
+    which small doodle images (64 px) need more than ImageNet photos do, for about 3x the compute."""
     pretrained_path: str | None = None
     """Local file of ImageNet weights for the trunk (never downloaded); None: random init."""
     head: Literal["linear", "dense"] = "linear"

@@ -76,7 +76,8 @@ class SequenceClassifier(nn.Module):
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         points = batch["points"].float()
         steps = points.shape[1]
-        lengths = batch["lengths"].long().clamp(min=1, max=steps)
+        # lengths may arrive on the CPU (pack_padded_sequence wants them there): the mask follows the points
+        lengths = batch["lengths"].to(points.device).long().clamp(min=1, max=steps)
         mask = valid_mask(lengths, steps)
         x = self.convs(points.transpose(1, 2), mask).transpose(1, 2)  # [B, T, C]
         packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
