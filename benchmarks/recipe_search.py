@@ -78,7 +78,8 @@ def main() -> int:
             rows = val_rows(args.out / v.name)
             best = max(rows, key=lambda r: float(r["map3"])) if rows else None
             results.append((v, proc.returncode, time.time() - t0, best, rows[-1] if rows else None))
-            print(f"finished {v.name} (exit {proc.returncode}) after {time.time() - t0:.0f} s", flush=True)
+            score = f": final MAP@3 {float(rows[-1]['map3']):.4f}" if rows else ""
+            print(f"finished {v.name} (exit {proc.returncode}) after {time.time() - t0:.0f} s{score}", flush=True)
             if proc.returncode:
                 print((args.out / f"{v.name}.log").read_text()[-1500:])
     print(f"\n{'variant':24s} {'best MAP@3':>10s} {'final MAP@3':>11s} {'final acc@1':>11s} {'wall s':>7s}  overrides")
