@@ -255,3 +255,54 @@ def test_real_checkpoint_round_trip(quickdraw, tmp_path):
         logits = model({k: torch.from_numpy(v) for k, v in batch.items()})
     names = [" ".join("_".join(CLASSES[c].split(" ")) for c in row) for row in topk(logits, 3).tolist()]
     assert [w for _, w in body] == names
+
+
+# -- saved probabilities and TTA (the last mile) --------------------------------------------------
+def test_parquet_output_keeps_ids_labels_and_probabilities(quickdraw, fake_run, tmp_path):
+    from doodle.predictions_io import read_predictions
+
+    run, _ = fake_run
+    sources = [quickdraw / "simplified" / name for name in FILES]
+    rows = predict(run, sources, tmp_path / "p.parquet", batch_size=7, progress=False)
+    preds = read_predictions(tmp_path / "p.parquet")
+    expected = [r for path in sources for r in records(path)]
+    assert rows == len(preds) == len(expected)
+    assert preds.key_ids.dtype == np.uint64 and preds.key_ids.tolist() == [int(r["key_id"]) for r in expected]
+    assert preds.words == [r["word"] for r in expected] and preds.classes == CLASSES
+    assert np.allclose(preds.probs.sum(1), 1, atol=1e-5)
+    for p, record in zip(preds.probs, expected, strict=True):
+        names = ["_".join(CLASSES[c].split(" ")) for c in topk(p[None], 3)[0]]
+        assert names == expected_names(min(n_points(record), MAX_POINTS))
+
+
+def test_tta_views_and_means():
+    from doodle.tta import combine, make_views, parse_tta
+
+    assert parse_tta("flip, dropout") == ["flip", "dropout"] and parse_tta("none") == [] and parse_tta(None) == []
+    with pytest.raises(DoodleError, match="unknown TTA view 'rotate'"):
+        parse_tta("flip,rotate")
+    a = np.log(np.array([[0.8, 0.2]], np.float32))
+    b = np.log(np.array([[0.2, 0.8]], np.float32))
+    c = np.log(np.array([[0.5, 0.5]], np.float32))
+    assert np.allclose(np.exp(combine([a, b, c], "prob")), [[0.5, 0.5]], atol=1e-6)
+    assert np.allclose(np.exp(combine([a, c], "prob")), [[0.65, 0.35]], atol=1e-6)
+    geo = np.sqrt([0.8 * 0.5, 0.2 * 0.5])
+    assert np.allclose(np.exp(combine([a, c], "log")), [geo / geo.sum()], atol=1e-6)
+    views = make_views(["flip", "dropout"])
+    assert len(views) == 3
+
+
+def test_tta_views_on_real_drawings(simplified_cats):
+    from doodle.tta import make_views
+
+    drawings = simplified_cats[:10]
+    original, flip, dropout = (view(list(drawings)) for view in make_views(["flip", "dropout"]))
+    assert [d.key_id for d in original] == [d.key_id for d in drawings]
+    for d, f in zip(drawings, flip, strict=True):
+        x = np.concatenate([s[:, 0] for s in d.strokes])
+        fx = np.concatenate([s[:, 0] for s in f.strokes])
+        assert np.allclose(fx, x.min() + x.max() - x)  # mirrored within the bounding box
+    assert any(len(o.strokes) > len(p.strokes) for o, p in zip(drawings, dropout, strict=True))
+    assert all(p.strokes for p in dropout)
+    again = make_views(["flip", "dropout"])[2](list(reversed(drawings)))[::-1]
+    assert [len(p.strokes) for p in again] == [len(p.strokes) for p in dropout]  # seeded by key_id, not position

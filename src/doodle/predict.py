@@ -12,6 +12,10 @@ probabilities, ensembles):
   stays constant whatever the input size;
 * `write_submission(predictions, classes, out)`: the CSV, top-3 class names per drawing,
   written to a temporary file and renamed into place only when complete.
+* `write_probabilities(predictions, classes, out)`: every class probability with key_ids, labels
+  and timing, as a predictions Parquet file (`doodle.predictions_io`), for ensembles and evaluation;
+* test-time augmentation (`iter_predictions(..., tta=["flip", "dropout"])`, see `doodle.tta`) and
+  checkpoint averaging (`load_averaged(files)`, `checkpoint="last:K"` for a run's last K snapshots).
 
 Top-3 ties are broken by the lower class index (`doodle.metrics.topk`).
 """
@@ -52,6 +56,8 @@ class BatchPrediction:
     """float32 [B, K] log-softmax of the model's scores (log, so no probability underflows to a tie)."""
     words: list[str | None] = field(default_factory=list)
     """The drawings' labels where the input has them (for evaluation), else None."""
+    time_features: np.ndarray | None = None
+    """float32 [B, 6] the drawings' timing from their input strokes (`doodle.preprocess.time_features`)."""
 
     @property
     def probs(self) -> np.ndarray:
@@ -151,29 +157,36 @@ def prefetch(items: Iterable[Any], depth: int = 2) -> Iterator[Any]:
 
 def iter_predictions(model: Any, preprocessor: Callable[[Sequence[Drawing]], dict[str, np.ndarray]],
                      drawings: Iterable[Drawing], *, batch_size: int = 256, device: Any = None,
-                     background: bool = True) -> Iterator[BatchPrediction]:
+                     background: bool = True, tta: Sequence[str] = (), tta_mean: str = "prob",
+                     ) -> Iterator[BatchPrediction]:
     """Predictions for `drawings`, `batch_size` at a time, in input order.
 
     Reading and preprocessing run in a background thread (`background=False`: inline); the model
     runs under `torch.inference_mode` on `device` (default: CUDA when available, else the CPU; the
-    model is moved there).
+    model is moved there). `tta` names test-time views ("flip", "dropout", see `doodle.tta`)
+    averaged with the original by `tta_mean` ("prob" or "log").
     """
     import torch
+
+    from doodle.preprocess import time_features
+    from doodle.tta import combine, make_views
 
     device = torch.device(device) if device is not None else default_device()
     model = model.to(device)
     model.eval()
+    views = make_views(list(tta))
 
-    def prepared() -> Iterator[tuple[list[Drawing], dict[str, np.ndarray]]]:
+    def prepared() -> Iterator[tuple[list[Drawing], list[dict[str, np.ndarray]]]]:
         for chunk in batched(drawings, batch_size):
-            yield chunk, preprocessor(chunk)
+            yield chunk, [preprocessor(view(chunk)) for view in views]
 
     source = prefetch(prepared()) if background else prepared()
     try:
-        for chunk, batch in source:
+        for chunk, batches in source:
             with torch.inference_mode():
-                log_probs = forward_log_probs(model, batch, device)
-            yield BatchPrediction([d.key_id for d in chunk], log_probs, [d.word for d in chunk])
+                log_probs = combine([forward_log_probs(model, b, device) for b in batches], tta_mean)
+            timing = np.stack([time_features(d) for d in chunk]) if chunk else None
+            yield BatchPrediction([d.key_id for d in chunk], log_probs, [d.word for d in chunk], timing)
     finally:
         close = getattr(source, "close", None)
         if close is not None:
@@ -249,35 +262,140 @@ class RejectCounter:
         return f"{self.total:,} record(s) rejected and skipped: {top}"
 
 
+# -- checkpoint averaging ----------------------------------------------------------------------
+def snapshot_files(run: PathLike, last: int) -> list[Path]:
+    """The last `last` weight snapshots of a run (RUN/checkpoints/step-*.pt, by step), oldest first."""
+    from doodle.errors import DoodleError
+
+    folder = Path(run) / "checkpoints"
+    files = sorted(folder.glob("step-*.pt"))
+    if last < 1:
+        raise DoodleError(f"average the last K snapshots: K must be at least 1, got {last}")
+    if len(files) < last:
+        raise DoodleError(f"{run} has {len(files)} snapshot(s) in {folder}, fewer than the {last} asked for")
+    return files[-last:]
+
+
+def average_spec(run_or_checkpoint: PathLike, checkpoint: str) -> list[Path] | None:
+    """The files to average when `checkpoint` is "last:K" (the run's last K snapshots), else None."""
+    if checkpoint.startswith("last:"):
+        from doodle.errors import DoodleError
+
+        try:
+            k = int(checkpoint.split(":", 1)[1])
+        except ValueError:
+            raise DoodleError(f"--checkpoint {checkpoint}: expected last:K with K a number") from None
+        return snapshot_files(run_or_checkpoint, k)
+    return None
+
+
+def load_averaged(paths: Sequence[PathLike], weights: str = "model") -> tuple[Any, Any, list[str], dict]:
+    """(model, preprocessor, classes, meta) with the element-wise mean of the weights of several
+    checkpoints of one model (`doodle.checkpoint.average_state_dicts`). They must share the model,
+    its input and the classes. BatchNorm statistics are averaged too (no recalibration pass)."""
+    from doodle.checkpoint import average_state_dicts, build_from_checkpoint, read_checkpoint
+    from doodle.errors import DoodleError
+
+    if not paths:
+        raise DoodleError("no checkpoints to average")
+    datas = [read_checkpoint(p) for p in paths]
+    first = datas[0]
+    for path, data in zip(paths[1:], datas[1:], strict=True):
+        for key in ("model_config", "input_config", "input_kind", "classes"):
+            if data[key] != first[key]:
+                raise DoodleError(f"cannot average {path} with {paths[0]}: their {key.replace('_', ' ')} differ")
+    pick = "ema" if weights == "ema" else "model"
+    states = [d[pick] if d.get(pick) else d["model"] for d in datas]
+    merged = {**first, "model": average_state_dicts(states), "ema": None}
+    model, preprocessor, classes = build_from_checkpoint(merged)
+    meta = {k: v for k, v in first.items() if k not in ("model", "ema", "train_state")}
+    meta["averaged"] = [str(p) for p in paths]
+    return model, preprocessor, classes, meta
+
+
+def load_predictor(run_or_checkpoint: PathLike, checkpoint: str = "best", average: Sequence[PathLike] = ()
+                   ) -> tuple[Any, Any, list[str], dict, str]:
+    """(model, preprocessor, classes, meta, description) for prediction: one checkpoint of a run
+    ("best", "last", "averaged", "ema", a file), the average of the run's last K snapshots
+    (`checkpoint="last:K"`), or the average of the given checkpoint files (`average`)."""
+    files = [Path(p) for p in average] or average_spec(run_or_checkpoint, checkpoint)
+    if files:
+        model, preprocessor, classes, meta = load_averaged(files)
+        return model, preprocessor, classes, meta, f"the average of {len(files)} checkpoints"
+    path = resolve(run_or_checkpoint, checkpoint)
+    model, preprocessor, classes, meta = load_model(path, weights="ema" if checkpoint == "ema" else "model")
+    return model, preprocessor, classes, meta, str(path)
+
+
+def write_probabilities(predictions: Iterable[BatchPrediction], classes: Sequence[str], out: PathLike, *,
+                        meta: dict | None = None, on_batch: Callable[[int], object] | None = None) -> int:
+    """Write class probabilities, key_ids, labels and timing to a predictions Parquet file
+    (`doodle.predictions_io`), one row group per batch, atomically; returns the rows written."""
+    from doodle.predictions_io import PredictionWriter
+
+    with PredictionWriter(out, classes, meta) as writer:
+        for pred in predictions:
+            writer.write(np.array(pred.key_ids, dtype=np.uint64), pred.probs, pred.words, pred.time_features)
+            if on_batch is not None:
+                on_batch(len(pred))
+    return writer.rows
+
+
+def read_sources(sources: PathLike | Iterable[PathLike], on_reject: Callable[[Reject], object] | None = None
+                 ) -> Iterator[Drawing]:
+    """The drawings of `sources` (`doodle.read`), where a store's split folder (STORE/val) reads
+    that split only (`doodle.read` sees a store only as a whole)."""
+    from doodle.data.formats import read
+    from doodle.data.store import iter_store
+
+    items = [sources] if isinstance(sources, str | os.PathLike) else list(sources)
+    for item in items:
+        path = Path(item)
+        if path.is_dir() and (path.parent / "manifest.json").is_file() and not (path / "manifest.json").exists():
+            yield from iter_store(path.parent, path.name)
+        else:
+            yield from read(path, on_reject=on_reject)
+
+
 def predict(run_or_checkpoint: PathLike, sources: PathLike | Iterable[PathLike], out: PathLike, *,
-            checkpoint: str = "best", batch_size: int = 256, progress: bool = True, device: Any = None) -> int:
+            checkpoint: str = "best", batch_size: int = 256, progress: bool = True, device: Any = None,
+            tta: Sequence[str] = (), tta_mean: str = "prob", average: Sequence[PathLike] = ()) -> int:
     """Predict every drawing of `sources` (files, folders, stores in any format) with a checkpoint and
-    write the Kaggle submission `out`; returns the number of rows written.
+    write `out`: a Kaggle submission for `.csv`, class probabilities for `.parquet`; returns the
+    number of rows written.
 
     `run_or_checkpoint` is a checkpoint file, or a run folder whose `checkpoint` ("best", "last",
-    "averaged", "ema" for best.pt's EMA weights, or a path) is used. Records that cannot be read are
-    skipped, counted and logged; rows keep the input order.
+    "averaged", "ema" for best.pt's EMA weights, "last:K" for the average of its last K snapshots,
+    or a path) is used; `average` lists checkpoint files whose weights are averaged instead. `tta`
+    names test-time views (`doodle.tta`). Records that cannot be read are skipped, counted and
+    logged; rows keep the input order.
     """
     from tqdm import tqdm
 
-    from doodle.data.formats import read
+    from doodle.tta import parse_tta
 
-    path = resolve(run_or_checkpoint, checkpoint)
-    model, preprocessor, classes, _meta = load_model(path, weights="ema" if checkpoint == "ema" else "model")
-    if len(classes) < TOP_K:
+    views = parse_tta(list(tta))
+    model, preprocessor, classes, _meta, described = load_predictor(run_or_checkpoint, checkpoint, average)
+    parquet = Path(out).suffix.lower() == ".parquet"
+    if len(classes) < TOP_K and not parquet:
         log.warning("the checkpoint knows only %d classes: fewer than %d guesses per row", len(classes), TOP_K)
     rejects = RejectCounter()
-    drawings = read(sources, on_reject=rejects)
-    log.info("predicting with %s (%d classes) -> %s", path, len(classes), out)
+    drawings = read_sources(sources, on_reject=rejects)
+    log.info("predicting with %s (%d classes, TTA %s) -> %s", described, len(classes), views or "off", out)
     with tqdm(unit=" drawings", desc="predict", disable=not progress, dynamic_ncols=True) as bar:
-        predictions = iter_predictions(model, preprocessor, drawings, batch_size=batch_size, device=device)
+        predictions = iter_predictions(model, preprocessor, drawings, batch_size=batch_size, device=device,
+                                       tta=views, tta_mean=tta_mean)
         try:
-            rows = write_submission(predictions, classes, out, on_batch=bar.update)
+            if parquet:
+                meta = {"model": described, "tta": views, "tta_mean": tta_mean}
+                rows = write_probabilities(predictions, classes, out, meta=meta, on_batch=bar.update)
+            else:
+                rows = write_submission(predictions, classes, out, on_batch=bar.update)
         finally:
             predictions.close()
     if rejects.total:
         log.warning(rejects.summary())
     if rows == 0:
-        log.warning("no drawings read from %s: %s holds only the header", sources, out)
+        log.warning("no drawings read from %s: %s holds no rows", sources, out)
     log.info("wrote %s: %d rows", out, rows)
     return rows

@@ -18,6 +18,7 @@ from doodle.checkpoint import read_checkpoint
 from doodle.cli import main
 from doodle.config import load_config
 from doodle.data.store import PrepareConfig, prepare
+from doodle.errors import DoodleError
 from doodle.models import create_model
 from doodle.render import get_encoding
 from doodle.train.config import TrainConfig
@@ -180,3 +181,18 @@ def test_overrides_reach_the_config(capsys):
     assert "optim.lr = 0.123" in out and "model.arch = 'resnet34'" in out
     assert main(["train", "--config", str(REPO / "configs" / "cpu.yaml"), "--show-config", "optim.lrr=1"]) == 2
     assert "unknown config key optim.lrr" in capsys.readouterr().err
+
+
+def test_a_batch_larger_than_the_data_is_a_clear_error(store: Path, tmp_path: Path):
+    # drop_last would leave no full batch: nothing would train, so training refuses to start.
+    with pytest.raises(DoodleError, match="no full batch of 100000 drawings"):
+        train(tiny("epochs=1", "data.batch_size=100000"), store, tmp_path / "run")
+
+
+def test_a_run_stopped_mid_epoch_logs_its_validation_at_the_fractional_epoch(store: Path, tmp_path: Path):
+    train(tiny("epochs=3", "max_steps=3"), store, tmp_path / "run")
+    rows = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
+    val = [r.split(",") for r in rows if ",val," in r]
+    assert len(val) == 1
+    step, epoch = int(val[0][0]), float(val[0][1])
+    assert step == 3 and 0.0 < epoch < 1.0, val[0]  # 3 batches into the first epoch, not "epoch 0"

@@ -17,7 +17,8 @@ from doodle.errors import DoodleError
 from doodle.version import __version__
 
 # In the order they appear in `doodle --help`: the pipeline's order.
-COMMANDS = ["synth", "download", "prepare", "info", "simplify", "convert", "render", "train", "predict"]
+COMMANDS = ["synth", "download", "prepare", "info", "simplify", "convert", "render", "train", "predict", "evaluate",
+            "ensemble", "balance", "pseudo_label", "clean", "export", "serve"]
 
 DESCRIPTION = """\
 doodle: recognise hand-drawn Quick, Draw! doodles.

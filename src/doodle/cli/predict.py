@@ -12,11 +12,19 @@ examples:
   doodle predict runs/resnet18 --data test_simplified.csv --out submission.csv
   doodle predict runs/resnet18 --data test_raw.csv --checkpoint last --out last.csv
   doodle predict runs/resnet18/snapshot-3.pt --data quickdraw/simplified/ --out sub.csv --batch-size 1024
+  doodle predict runs/resnet18 --data test_raw.csv --tta flip,dropout --out probs.parquet
+  doodle predict runs/resnet18 --data val/ --checkpoint last:3 --out avg.parquet   # average the last 3 snapshots
+  doodle predict runs/resnet18 --data val/ --average a.pt b.pt c.pt --out avg.csv
 
 The output has one row per drawing, in input order: `key_id,word` with the three best class
 names, best first, separated by spaces (spaces inside a name written as underscores, as Kaggle
-expects). Records that cannot be read are skipped, counted and reported. The file is written
-under a temporary name and renamed when complete.
+expects). With `--out X.parquet` the file holds instead every class probability with the key_ids,
+the labels where known, the drawings' timing and the class list (for `doodle ensemble`,
+`doodle evaluate`, `doodle balance`). Records that cannot be read are skipped, counted and
+reported. The file is written under a temporary name and renamed when complete.
+
+TTA: `--tta flip,dropout` also predicts the mirrored drawing and one with 20 % of its strokes
+dropped, and averages the probabilities (`--tta-mean log`: geometric mean).
 """
 
 
@@ -31,9 +39,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("run", metavar="RUN", help="a training run folder, or a checkpoint file")
     p.add_argument("--data", nargs="+", required=True, metavar="SRC", help="drawing files or folders to predict")
-    p.add_argument("--out", required=True, type=Path, help="submission CSV to write")
-    p.add_argument("--checkpoint", default="best", metavar="best|last|PATH",
-                   help="which checkpoint of RUN: best (default), last, averaged, ema, or a file")
+    p.add_argument("--out", required=True, type=Path,
+                   help="submission CSV (.csv) or class probabilities (.parquet) to write")
+    p.add_argument("--checkpoint", default="best", metavar="best|last|last:K|PATH",
+                   help="which checkpoint of RUN: best (default), last, averaged, ema, last:K (the average of "
+                   "its last K snapshots), or a file")
+    p.add_argument("--average", nargs="+", default=[], metavar="CKPT",
+                   help="average the weights of these checkpoint files (one model) instead")
+    p.add_argument("--tta", default="", metavar="VIEWS",
+                   help="test-time views to average with the original: flip, dropout (comma-separated)")
+    p.add_argument("--tta-mean", default="prob", choices=["prob", "log"],
+                   help="average TTA views' probabilities (prob, default) or log-probabilities (log)")
     p.add_argument("--batch-size", type=int, default=256, help="drawings per forward pass (default 256)")
     p.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     p.set_defaults(func=run)
@@ -43,12 +59,15 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise DoodleError("--batch-size must be at least 1")
     out: Path = args.out
+    if out.suffix.lower() not in (".csv", ".parquet"):
+        raise DoodleError(f"--out {out}: expected a .csv (submission) or .parquet (probabilities) file")
     if any(Path(s).is_file() and Path(s).resolve() == out.resolve() for s in args.data):
         raise DoodleError(f"--out {out} is also an input; write somewhere else")
 
     import torch
 
     from doodle.predict import predict
+    from doodle.tta import parse_tta
 
     if args.device is not None:
         try:
@@ -56,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
         except RuntimeError as err:
             raise DoodleError(f"--device {args.device}: {err}") from None
     rows = predict(args.run, args.data, out, checkpoint=args.checkpoint, batch_size=args.batch_size,
-                   progress=not args.quiet, device=args.device)
+                   progress=not args.quiet, device=args.device, tta=parse_tta(args.tta), tta_mean=args.tta_mean,
+                   average=args.average)
     print(f"wrote {out}: {rows:,} rows")
     return 0

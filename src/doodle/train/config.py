@@ -138,5 +138,15 @@ class TrainConfig:
     """Before training, find the largest batch that fits the device (bisection) and use it."""
     init_from: str | None = None
     """Start from the weights of this checkpoint (fine-tuning), not from scratch."""
+    extra_train: list[str] = field(default_factory=list)
+    """Further stores whose train split is mixed into every epoch (e.g. `doodle pseudo-label` output, with
+    init_from for fine-tuning); their class list must equal the main store's. Batches come whole from one store."""
+    sample_weights: str | None = None
+    """Per-drawing loss weights: a Parquet file with key_id and weight columns (`doodle clean`); others weigh 1."""
+    curriculum: str | None = None
+    """Difficulty scores (a `doodle clean` file: key_id and loss): epoch e trains only on the easiest fraction
+    curriculum_start + (1 - curriculum_start) * e / (epochs - 1) of the scored drawings (unscored ones always)."""
+    curriculum_start: float = 0.5
+    """Fraction of the scored drawings admitted in the first epoch (all of them by the last)."""
     sync_check: bool = False
     """Multi-process runs: check at every checkpoint that all ranks hold identical weights."""

@@ -45,7 +45,7 @@ from doodle.data.store import load_manifest, store_files
 from doodle.data.table import table_to_drawings
 from doodle.errors import DoodleError
 
-__all__ = ["EpochBatches", "class_counts", "make_loader", "READ_COLUMNS"]
+__all__ = ["EpochBatches", "MixedBatches", "class_counts", "make_loader", "READ_COLUMNS"]
 
 READ_COLUMNS = ["key_id", "word", "label", "countrycode", "stroke_len", "x", "y", "t"]
 """Columns a batch reads (everything the Preprocessor can use; no bitmap, source or timestamp)."""
@@ -54,6 +54,7 @@ _PLAN_SALT = 0x9A1A
 _WINDOW_SALT = 0x517D
 _BALANCE_SALT = 0xBA1A
 _BLOCK_SALT = 0xB10C
+_MIX_SALT = 0x313C
 _LABELLED_SPLITS = ("train", "val")
 _MAX_OPEN_FILES = 64
 _CHUNK = 1 << 22  # rows per step of the parent's vectorised selection
@@ -290,6 +291,32 @@ class EpochBatches:
         return (f"EpochBatches({str(self.store)!r}, split={self.split!r}, epoch={self.epoch}, "
                 f"batch_size={self.batch_size}, rows={self.rows}, batches={self._len}, "
                 f"rank={self.rank}/{self.world_size})")
+
+
+class MixedBatches:
+    """The batches of several `EpochBatches` (a labelled store plus extra ones, e.g. pseudo-labels) in one
+    epoch, interleaved: batch i is batch j of source s by a permutation seeded with (seed, epoch), so
+    `ds[i]` stays a pure function of its index (resume stays exact). Every source's batches appear once."""
+
+    def __init__(self, sources: list[EpochBatches], seed: int = 0, epoch: int = 0):
+        if not sources:
+            raise ValueError("no sources to mix")
+        for other in sources[1:]:
+            if other.classes != sources[0].classes:
+                raise DoodleError(f"{other.store}: its classes differ from {sources[0].store}'s; "
+                                  "build extra stores with the main store's class list")
+        self.sources = sources
+        self.classes = sources[0].classes
+        owner = np.concatenate([np.full(len(src), s, np.int64) for s, src in enumerate(sources)])
+        local = np.concatenate([np.arange(len(src), dtype=np.int64) for src in sources])
+        order = np.random.default_rng([seed, epoch, _MIX_SALT]).permutation(len(owner))
+        self._owner, self._local = owner[order], local[order]
+
+    def __len__(self) -> int:
+        return len(self._owner)
+
+    def __getitem__(self, i: int) -> dict[str, np.ndarray]:
+        return self.sources[int(self._owner[i])][int(self._local[i])]
 
 
 def _worker_init(_: int) -> None:

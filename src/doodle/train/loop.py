@@ -80,6 +80,12 @@ class Trainer:
         self.input_kind = self.model.input_kind
         self.current_input = cfg.input
         self.loss_fn = make_loss(cfg.loss)
+        self._epoch_batches = 0  # batches in the epoch being trained (for the epoch of mid-epoch evaluations)
+        self.sample_weights = None
+        if cfg.sample_weights or cfg.curriculum:
+            from doodle.clean import SampleWeights
+
+            self.sample_weights = SampleWeights.from_config(cfg)
         if cfg.find_batch and not resume:
             self._find_batch()
         self.optimizer = build_optimizer(cfg.optim, self.model)
@@ -122,7 +128,14 @@ class Trainer:
         from doodle.train.batch_finder import find_batch_size, make_try_batch
         from doodle.train.data import EpochBatches
 
-        sample = EpochBatches(self.data, "train", self._preprocessor(0), 64, self.cfg.seed, 0)[0]
+        plan = EpochBatches(self.data, "train", self._preprocessor(0), 64, self.cfg.seed, 0)
+        sample = plan[0]
+        # Never more than one process's share of the training set: a batch larger than that has no
+        # full batch to draw (and a huge batch on a small store is never what anyone wants).
+        per_rank = int(plan.group_rows.sum()) // self.env.world_size
+        if self.cfg.data.limit_train:
+            per_rank = min(per_rank, self.cfg.data.limit_train // self.env.world_size)
+        limit = max(1, per_rank)
 
         def example(n: int):
             reps = -(-n // len(sample["label"]))  # tile the sample batch up to n drawings
@@ -131,7 +144,9 @@ class Trainer:
             return {k: v for k, v in batch.items() if k != "label"}, batch["label"]
 
         try_batch = make_try_batch(self.model, example, self.loss_fn, self.env.device, amp_dtype=self._amp_dtype())
-        found = find_batch_size(try_batch, start=self.cfg.data.batch_size)
+        found = find_batch_size(try_batch, start=min(self.cfg.data.batch_size, limit), limit=limit)
+        if found == limit:
+            log.info("find_batch: capped at %d, the training drawings per process", limit)
         # keep a margin for optimizer state and fragmentation
         self.cfg.data.batch_size = max(1, int(found * 0.9))
         log.info("find_batch: %d fits; training with batch_size %d", found, self.cfg.data.batch_size)
@@ -179,10 +194,19 @@ class Trainer:
         cfg = self.cfg
         if split == "train":
             batch = self._epoch_value(cfg.batch_schedule, cfg.data.batch_size, epoch)
-            return EpochBatches(self.data, "train", self._preprocessor(epoch), batch, cfg.seed, epoch,
+            main = EpochBatches(self.data, "train", self._preprocessor(epoch), batch, cfg.seed, epoch,
                                 augment=cfg.augment, balanced_block=cfg.data.balanced_block or None,
                                 rank=self.env.rank, world_size=self.env.world_size, shuffle=True, drop_last=True,
                                 limit=cfg.data.limit_train or None)
+            if not cfg.extra_train:
+                return main
+            from doodle.train.data import MixedBatches
+
+            # extra stores (pseudo-labels): whole batches of each, interleaved with the labelled ones
+            extras = [EpochBatches(path, "train", self._preprocessor(epoch), batch, cfg.seed, epoch,
+                                   augment=cfg.augment, rank=self.env.rank, world_size=self.env.world_size,
+                                   shuffle=True, drop_last=True) for path in cfg.extra_train]
+            return MixedBatches([main, *extras], cfg.seed, epoch)
         # Validate at the input the weights were last trained at (progressive resizing changes it at
         # epoch boundaries, just before the end-of-epoch validation).
         return EpochBatches(self.data, "val", Preprocessor(self.current_input, self.input_kind), cfg.data.batch_size,
@@ -199,7 +223,12 @@ class Trainer:
     def _total_steps(self) -> int:
         total = 0
         for epoch in range(self.cfg.epochs):
-            total += len(self._batches(epoch)) // max(1, self.cfg.accumulate)
+            steps = len(self._batches(epoch)) // max(1, self.cfg.accumulate)
+            if steps == 0:  # a batch (x accumulation) larger than the data: nothing would train
+                raise DoodleError(f"epoch {epoch}: no full batch of {self.cfg.data.batch_size} drawings "
+                                  f"(x accumulate {self.cfg.accumulate}) in this process's share of {self.data}'s "
+                                  "training split; lower data.batch_size or accumulate")
+            total += steps
         return min(total, self.cfg.max_steps) if self.cfg.max_steps else total
 
     def _to_device(self, batch: dict) -> dict:
@@ -236,6 +265,7 @@ class Trainer:
     def _train_epoch(self) -> None:
         cfg, st = self.cfg, self.state
         dataset = self._batches(st.epoch)
+        self._epoch_batches = len(dataset)
         self.current_input = self._preprocessor(st.epoch).config
         loader = self._loader(dataset, start=st.batch)
         self.ddp.train()
@@ -246,9 +276,12 @@ class Trainer:
             final_micro = micro + 1 == st.accumulate
             # Between optimizer steps DDP must not all-reduce gradients (no_sync), for the forward and
             # the backward pass alike; a context manager can be entered only once, so one block.
+            weight = self.sample_weights.batch(batch["key_id"], st.epoch) if self.sample_weights else None
             with self.ddp.no_sync() if self.env.distributed and not final_micro else nullcontext():
                 with self._autocast():
-                    loss = self.loss_fn(self.ddp(self._to_device(batch)), labels) / st.accumulate
+                    logits = self.ddp(self._to_device(batch))
+                    weight = weight.to(self.env.device) if weight is not None else None
+                    loss = self.loss_fn(logits, labels, weight) / st.accumulate
                 self.scaler.scale(loss).backward()
             loss_sum += float(loss.detach()) * st.accumulate
             seen += len(labels)
@@ -325,7 +358,9 @@ class Trainer:
             result = broadcast_object(self.env, result)
         if result is None:
             return
-        self.logger.log_val(st.step, st.epoch, result)
+        # epochs done, plus the part of the current one (a mid-epoch evaluation, or max_steps)
+        partial = st.batch / self._epoch_batches if st.batch and self._epoch_batches else 0.0
+        self.logger.log_val(st.step, st.epoch + partial, result)
         self.schedule.after_eval(result["map3"])
         improved = result["map3"] > st.best_map3
         if improved:

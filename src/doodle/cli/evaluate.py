@@ -1,0 +1,68 @@
+"""`doodle evaluate`: MAP@3, per-class table, confusion, reliability and proxy score in one HTML report."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from doodle.errors import DoodleError
+
+EXAMPLES = """\
+examples:
+  doodle evaluate runs/resnet18 --data store/val --out reports/resnet18
+  doodle evaluate runs/resnet18 --data store/val --tta flip --checkpoint last:3 --out reports/avg-tta
+  doodle evaluate blend.parquet --out reports/blend        # saved (labelled) predictions, no model
+
+RUN is a run folder or checkpoint (then --data is required), or a predictions file written by
+`doodle predict/ensemble/balance --out X.parquet` (its drawings must carry labels). The folder
+--out receives report.html (self-contained), metrics.json, per_class.csv, confusion.png,
+confused_pairs.png and reliability.png. The proxy score is the sum over classes of
+|top-1 count - N/K|, the distance of the guesses from a balanced distribution.
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "evaluate", help="evaluate a model or saved predictions on labelled drawings (HTML report)",
+        description="Score a trained model (or a saved predictions file) on labelled drawings: MAP@3, acc@1, "
+        "acc@3, a per-class table, the confusion matrix and most-confused pairs, a reliability diagram and the "
+        "proxy score, bundled in one HTML report.",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run", metavar="RUN", help="run folder, checkpoint file, or predictions .parquet")
+    p.add_argument("--data", nargs="+", default=[], metavar="SRC", help="labelled drawings (files, folders, STORE/val)")
+    p.add_argument("--out", required=True, type=Path, help="report folder to write")
+    p.add_argument("--checkpoint", default="best", help="best (default), last, averaged, ema, last:K, or a file")
+    p.add_argument("--average", nargs="+", default=[], metavar="CKPT", help="average these checkpoints' weights")
+    p.add_argument("--tta", default="", metavar="VIEWS", help="test-time views: flip, dropout (comma-separated)")
+    p.add_argument("--tta-mean", default="prob", choices=["prob", "log"], help="how TTA views are averaged")
+    p.add_argument("--batch-size", type=int, default=256, help="drawings per forward pass (default 256)")
+    p.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from doodle.evaluate import evaluate_predictions, evaluate_run
+    from doodle.tta import parse_tta
+
+    if args.batch_size < 1:
+        raise DoodleError("--batch-size must be at least 1")
+    if str(args.run).lower().endswith(".csv"):
+        raise DoodleError(f"{args.run}: a submission CSV has no probabilities or labels; evaluate a model, or "
+                          "predictions written with --out X.parquet")
+    if str(args.run).endswith(".parquet"):
+        from doodle.predictions_io import read_predictions
+
+        if args.data:
+            raise DoodleError("--data is for models; a predictions file is evaluated on its own drawings")
+        report = evaluate_predictions(read_predictions(args.run), args.out, title=f"doodle evaluation of {args.run}")
+    else:
+        if not args.data:
+            raise DoodleError("--data is required to evaluate a model (e.g. --data store/val)")
+        report = evaluate_run(args.run, args.data, args.out, checkpoint=args.checkpoint, average=args.average,
+                              tta=parse_tta(args.tta), tta_mean=args.tta_mean, batch_size=args.batch_size,
+                              device=args.device, progress=not args.quiet)
+    m = report.metrics
+    print(f"MAP@3 {m['map3']:.4f}  acc@1 {m['acc1']:.4f}  acc@3 {m['acc3']:.4f}  on {m['n']:,} drawings; "
+          f"proxy score {m['proxy_score']:.1f}")
+    print(f"wrote {report.files['html']}")
+    return 0

@@ -1,0 +1,287 @@
+"""Evaluation report of labelled predictions: metrics, per-class table, figures, one HTML file.
+
+    report = evaluate_predictions(read_predictions("val.parquet"), "report/")
+    report = evaluate_run("runs/resnet18", ["store/val"], "report/", tta=["flip"])
+
+Writes into the output folder (each file atomically):
+
+* `report.html`: everything below in one self-contained file (figures embedded as base64 PNG);
+* `metrics.json`: MAP@3, acc@1, acc@3, log-loss, expected calibration error, proxy score;
+* `per_class.csv`: per class: drawings, acc@1 (recall), acc@3, MAP@3, precision, top-1 count,
+  its expected count under a balanced distribution, and the class it is most often taken for;
+* `confusion.png` (row-normalised confusion matrix), `confused_pairs.png` (the most frequent
+  true -> predicted mistakes), `reliability.png` (top-1 confidence against accuracy).
+
+The proxy score is the sum over classes of |top-1 count - N/K|: how far the predicted classes are
+from a balanced distribution (Kaggle's test set was balanced, and this number tracked the
+leaderboard); it is also given divided by N.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+from doodle.errors import DoodleError
+from doodle.metrics import label_rank
+from doodle.predictions_io import Predictions
+
+PathLike = str | os.PathLike[str]
+RELIABILITY_BINS = 10
+TOP_PAIRS = 20
+
+
+@dataclass
+class Report:
+    """What `evaluate_predictions` computed (also written to disk)."""
+
+    metrics: dict
+    """Headline numbers (see the module docstring)."""
+    per_class: list[dict]
+    """One dict per class, in class order."""
+    confusion: np.ndarray
+    """int64 [K, K] counts: row = true class, column = top-1 guess."""
+    pairs: list[tuple[str, str, int]]
+    """The most frequent mistakes (true, predicted, count), most frequent first."""
+    reliability: list[dict]
+    """Per confidence bin: lo, hi, n, confidence (mean), accuracy."""
+    files: dict[str, Path]
+    """The files written, by kind."""
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write `data` to `path` via a temporary file and a rename."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def compute(probs: np.ndarray, labels: np.ndarray, classes: Sequence[str]) -> tuple[dict, list[dict], np.ndarray,
+                                                                                     list[tuple[str, str, int]],
+                                                                                     list[dict]]:
+    """(metrics, per-class rows, confusion, most-confused pairs, reliability bins) of labelled scores."""
+    probs = np.asarray(probs, np.float64)
+    labels = np.asarray(labels, np.int64)
+    n, k = probs.shape
+    rank = label_rank(probs, labels).numpy()  # 0 = the first guess
+    credit = np.where(rank < 3, 1.0 / (rank + 1), 0.0)
+    top1 = np.argsort(-probs, axis=1, kind="stable")[:, 0]
+    conf = probs[np.arange(n), top1]
+    confusion = np.zeros((k, k), np.int64)
+    np.add.at(confusion, (labels, top1), 1)
+    counts = confusion.sum(0)
+    expected = n / k
+    bins = []
+    edges = np.linspace(0, 1, RELIABILITY_BINS + 1)
+    ece = 0.0
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        inside = (conf > lo) & (conf <= hi) if lo > 0 else (conf >= lo) & (conf <= hi)
+        m = int(inside.sum())
+        acc = float((top1[inside] == labels[inside]).mean()) if m else float("nan")
+        mean_conf = float(conf[inside].mean()) if m else float("nan")
+        if m:
+            ece += m / n * abs(acc - mean_conf)
+        bins.append({"lo": float(lo), "hi": float(hi), "n": m, "confidence": mean_conf, "accuracy": acc})
+    true_p = probs[np.arange(n), labels] / np.maximum(probs.sum(1), 1e-12)
+    proxy = float(np.abs(counts - expected).sum())
+    metrics = {
+        "n": int(n), "classes": int(k), "map3": float(credit.mean()), "acc1": float((rank == 0).mean()),
+        "acc3": float((rank < 3).mean()), "log_loss": float(-np.log(np.clip(true_p, 1e-12, None)).mean()),
+        "ece": float(ece), "proxy_score": proxy, "proxy_score_per_drawing": proxy / n,
+    }
+    off = confusion.copy()
+    np.fill_diagonal(off, 0)
+    per_class = []
+    for c, name in enumerate(classes):
+        rows = labels == c
+        m = int(rows.sum())
+        per_class.append({
+            "class": name, "n": m,
+            "acc1": float((rank[rows] == 0).mean()) if m else float("nan"),
+            "acc3": float((rank[rows] < 3).mean()) if m else float("nan"),
+            "map3": float(credit[rows].mean()) if m else float("nan"),
+            "precision": float(confusion[c, c] / counts[c]) if counts[c] else float("nan"),
+            "predicted": int(counts[c]), "expected": expected,
+            "confused_with": classes[int(off[c].argmax())] if off[c].any() else "",
+        })
+    flat = np.argsort(-off, axis=None, kind="stable")[:TOP_PAIRS]
+    pairs = [(classes[i // k], classes[i % k], int(off.flat[i])) for i in flat if off.flat[i] > 0]
+    return metrics, per_class, confusion, pairs, bins
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def plot_confusion(confusion: np.ndarray, classes: Sequence[str]) -> bytes:
+    """PNG of the row-normalised confusion matrix (class names shown up to 60 classes)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    k = len(classes)
+    norm = confusion / np.maximum(confusion.sum(1, keepdims=True), 1)
+    side = min(4 + 0.3 * k, 30)
+    fig, ax = plt.subplots(figsize=(side, side))
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    if k <= 60:
+        ax.set_xticks(range(k), classes, rotation=90, fontsize=8)
+        ax.set_yticks(range(k), classes, fontsize=8)
+    ax.set_xlabel("top-1 guess")
+    ax.set_ylabel("true class")
+    ax.set_title("confusion (each row sums to 1)")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    return _png(fig)
+
+
+def plot_pairs(pairs: list[tuple[str, str, int]]) -> bytes:
+    """PNG bar chart of the most frequent true -> predicted mistakes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 1 + 0.3 * max(len(pairs), 1)))
+    labels = [f"{t} -> {p}" for t, p, _ in pairs][::-1]
+    ax.barh(range(len(pairs)), [n for _, _, n in pairs][::-1], color="tab:red")
+    ax.set_yticks(range(len(pairs)), labels, fontsize=8)
+    ax.set_xlabel("drawings")
+    ax.set_title("most-confused pairs (true -> top-1 guess)" if pairs else "no mistakes")
+    return _png(fig)
+
+
+def plot_reliability(bins: list[dict], ece: float) -> bytes:
+    """PNG reliability diagram: accuracy against mean top-1 confidence per bin."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    centers = [(b["lo"] + b["hi"]) / 2 for b in bins]
+    acc = [b["accuracy"] if b["n"] else 0.0 for b in bins]
+    ax.bar(centers, acc, width=1 / len(bins), edgecolor="black", alpha=0.7, label="accuracy")
+    ax.plot([0, 1], [0, 1], "k--", label="perfect calibration")
+    ax.set_xlabel("top-1 confidence")
+    ax.set_ylabel("top-1 accuracy")
+    ax.set_title(f"reliability (ECE {ece:.3f})")
+    ax.legend(loc="upper left")
+    return _png(fig)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return "" if np.isnan(v) else f"{v:.4f}"
+    return html.escape(str(v))
+
+
+def render_html(report_metrics: dict, per_class: list[dict], pairs: list[tuple[str, str, int]],
+                images: dict[str, bytes], title: str) -> str:
+    """The self-contained HTML report."""
+    def img(name: str) -> str:
+        return f'<img alt="{name}" src="data:image/png;base64,{base64.b64encode(images[name]).decode()}">'
+
+    m = report_metrics
+    head = "".join(f"<tr><th>{html.escape(k)}</th><td>{_fmt(v)}</td></tr>" for k, v in m.items())
+    cols = list(per_class[0]) if per_class else []
+    rows = "".join("<tr>" + "".join(f"<td>{_fmt(r[c])}</td>" for c in cols) + "</tr>" for r in per_class)
+    pair_rows = "".join(f"<tr><td>{html.escape(t)}</td><td>{html.escape(p)}</td><td>{n}</td></tr>"
+                        for t, p, n in pairs)
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right}} img{{max-width:100%}}</style></head>
+<body><h1>{html.escape(title)}</h1>
+<h2>Headline</h2><p>MAP@3 <b>{m['map3']:.4f}</b>, acc@1 {m['acc1']:.4f}, acc@3 {m['acc3']:.4f} on {m['n']:,}
+drawings. Proxy score (sum over classes of |top-1 count - N/K|): {m['proxy_score']:.1f}
+({m['proxy_score_per_drawing']:.4f} per drawing).</p>
+<table>{head}</table>
+<h2>Confusion matrix</h2>{img('confusion')}
+<h2>Most-confused pairs</h2>{img('confused_pairs')}
+<table><tr><th>true</th><th>top-1 guess</th><th>drawings</th></tr>{pair_rows}</table>
+<h2>Reliability</h2>{img('reliability')}
+<h2>Per class</h2><table><tr>{''.join(f'<th>{html.escape(c)}</th>' for c in cols)}</tr>{rows}</table>
+</body></html>
+"""
+
+
+def evaluate_predictions(preds: Predictions, out_dir: PathLike, *, title: str = "doodle evaluation") -> Report:
+    """Write the report of labelled predictions to `out_dir` (rows without a known class are skipped)."""
+    import csv
+
+    labelled = preds.labelled()
+    if not len(labelled):
+        raise DoodleError("no drawing with a known class among the predictions: nothing to evaluate "
+                          "(evaluate needs labelled drawings, e.g. a store's val split)")
+    metrics, per_class, confusion, pairs, bins = compute(labelled.probs, labelled.labels(), labelled.classes)
+    metrics["unlabelled_skipped"] = len(preds) - len(labelled)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    images = {"confusion": plot_confusion(confusion, labelled.classes), "confused_pairs": plot_pairs(pairs),
+              "reliability": plot_reliability(bins, metrics["ece"])}
+    files = {}
+    for name, data in images.items():
+        files[name] = out / f"{name}.png"
+        atomic_write(files[name], data)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(per_class[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(per_class)
+    files["per_class"] = out / "per_class.csv"
+    atomic_write(files["per_class"], buf.getvalue().encode())
+    files["metrics"] = out / "metrics.json"
+    atomic_write(files["metrics"], orjson.dumps({**metrics, "reliability": bins, "meta": preds.meta},
+                                                option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
+    files["html"] = out / "report.html"
+    atomic_write(files["html"], render_html(metrics, per_class, pairs, images, title).encode())
+    return Report(metrics, per_class, confusion, pairs, bins, files)
+
+
+def predict_in_memory(run_or_checkpoint: PathLike, sources: Sequence[PathLike], *, checkpoint: str = "best",
+                      average: Sequence[PathLike] = (), tta: Sequence[str] = (), tta_mean: str = "prob",
+                      batch_size: int = 256, device: Any = None, progress: bool = True) -> Predictions:
+    """Predictions of a checkpoint (or averaged checkpoints) for `sources`, in memory."""
+    from tqdm import tqdm
+
+    from doodle.predict import RejectCounter, iter_predictions, load_predictor, read_sources
+    from doodle.predictions_io import concat_batches
+
+    model, preprocessor, classes, _meta, described = load_predictor(run_or_checkpoint, checkpoint, average)
+    rejects = RejectCounter()
+    parts = []
+    with tqdm(unit=" drawings", desc="evaluate", disable=not progress, dynamic_ncols=True) as bar:
+        for b in iter_predictions(model, preprocessor, read_sources(sources, on_reject=rejects),
+                                  batch_size=batch_size, device=device, tta=list(tta), tta_mean=tta_mean):
+            parts.append(Predictions(np.array(b.key_ids, np.uint64), b.probs, classes, list(b.words), b.time_features))
+            bar.update(len(b))
+    if not parts:
+        raise DoodleError(f"no drawings read from {', '.join(map(str, sources))}")
+    out = concat_batches(parts)
+    out.meta = {"model": described, "tta": list(tta), "tta_mean": tta_mean}
+    return out
+
+
+def evaluate_run(run_or_checkpoint: PathLike, sources: Sequence[PathLike], out_dir: PathLike, **options: Any
+                 ) -> Report:
+    """Predict labelled `sources` with a run (see `predict_in_memory` for `options`) and write the report."""
+    preds = predict_in_memory(run_or_checkpoint, sources, **options)
+    return evaluate_predictions(preds, out_dir, title=f"doodle evaluation of {preds.meta['model']}")
