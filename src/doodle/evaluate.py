@@ -262,14 +262,15 @@ def predict_in_memory(run_or_checkpoint: PathLike, sources: Sequence[PathLike], 
     """Predictions of a checkpoint (or averaged checkpoints) for `sources`, in memory."""
     from tqdm import tqdm
 
-    from doodle.predict import RejectCounter, iter_predictions, load_predictor, read_sources
+    from doodle.data.formats import read
+    from doodle.predict import RejectCounter, iter_predictions, load_predictor
     from doodle.predictions_io import concat_batches
 
     model, preprocessor, classes, _meta, described = load_predictor(run_or_checkpoint, checkpoint, average)
     rejects = RejectCounter()
     parts = []
     with tqdm(unit=" drawings", desc="evaluate", disable=not progress, dynamic_ncols=True) as bar:
-        for b in iter_predictions(model, preprocessor, read_sources(sources, on_reject=rejects),
+        for b in iter_predictions(model, preprocessor, read(sources, on_reject=rejects),
                                   batch_size=batch_size, device=device, tta=list(tta), tta_mean=tta_mean):
             parts.append(Predictions(np.array(b.key_ids, np.uint64), b.probs, classes, list(b.words), b.time_features))
             bar.update(len(b))

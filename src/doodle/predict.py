@@ -341,22 +341,6 @@ def write_probabilities(predictions: Iterable[BatchPrediction], classes: Sequenc
     return writer.rows
 
 
-def read_sources(sources: PathLike | Iterable[PathLike], on_reject: Callable[[Reject], object] | None = None
-                 ) -> Iterator[Drawing]:
-    """The drawings of `sources` (`doodle.read`), where a store's split folder (STORE/val) reads
-    that split only (`doodle.read` sees a store only as a whole)."""
-    from doodle.data.formats import read
-    from doodle.data.store import iter_store
-
-    items = [sources] if isinstance(sources, str | os.PathLike) else list(sources)
-    for item in items:
-        path = Path(item)
-        if path.is_dir() and (path.parent / "manifest.json").is_file() and not (path / "manifest.json").exists():
-            yield from iter_store(path.parent, path.name)
-        else:
-            yield from read(path, on_reject=on_reject)
-
-
 def predict(run_or_checkpoint: PathLike, sources: PathLike | Iterable[PathLike], out: PathLike, *,
             checkpoint: str = "best", batch_size: int = 256, progress: bool = True, device: Any = None,
             tta: Sequence[str] = (), tta_mean: str = "prob", average: Sequence[PathLike] = ()) -> int:
@@ -372,6 +356,7 @@ def predict(run_or_checkpoint: PathLike, sources: PathLike | Iterable[PathLike],
     """
     from tqdm import tqdm
 
+    from doodle.data.formats import read
     from doodle.tta import parse_tta
 
     views = parse_tta(list(tta))
@@ -380,7 +365,7 @@ def predict(run_or_checkpoint: PathLike, sources: PathLike | Iterable[PathLike],
     if len(classes) < TOP_K and not parquet:
         log.warning("the checkpoint knows only %d classes: fewer than %d guesses per row", len(classes), TOP_K)
     rejects = RejectCounter()
-    drawings = read_sources(sources, on_reject=rejects)
+    drawings = read(sources, on_reject=rejects)  # a store split folder (STORE/val) reads that split
     log.info("predicting with %s (%d classes, TTA %s) -> %s", described, len(classes), views or "off", out)
     with tqdm(unit=" drawings", desc="predict", disable=not progress, dynamic_ncols=True) as bar:
         predictions = iter_predictions(model, preprocessor, drawings, batch_size=batch_size, device=device,

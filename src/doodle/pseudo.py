@@ -37,9 +37,10 @@ def pseudo_label(predictions: PathLike, sources: Sequence[PathLike], out: PathLi
                  overwrite: bool = False, progress: bool = True) -> dict:
     """Write a store at `out` of the drawings of `sources` whose prediction in `predictions` (a
     predictions file of those drawings) is confident; returns a summary (kept, total, per class)."""
+    from doodle.data.formats import read
     from doodle.data.formats.ndjson import write_ndjson
     from doodle.data.store import PrepareConfig, prepare
-    from doodle.predict import RejectCounter, read_sources
+    from doodle.predict import RejectCounter
     from doodle.predictions_io import read_predictions
 
     preds = read_predictions(predictions)
@@ -51,7 +52,7 @@ def pseudo_label(predictions: PathLike, sources: Sequence[PathLike], out: PathLi
     found: set[int] = set()
 
     def relabelled():
-        for d in read_sources(sources, on_reject=rejects):
+        for d in read(sources, on_reject=rejects):
             word = label_of.get(d.key_id)
             if word is not None and d.key_id not in found and d.strokes:
                 found.add(d.key_id)

@@ -106,6 +106,22 @@ def test_store_is_shuffled_and_reads_back(quickdraw: Path, tmp_path: Path):
         assert all(np.array_equal(x, y) for x, y in zip(d.strokes, o.strokes, strict=True))
 
 
+def test_a_split_folder_of_a_store_reads_that_split_only(quickdraw: Path, tmp_path: Path):
+    from doodle.data.formats import expand_sources, read
+
+    src = quickdraw / "simplified" / "JulienDuranleau_airplane.ndjson"
+    prepare([src], tmp_path / "s", PrepareConfig(val_fraction=0.3, **QUIET))
+    val = {d.key_id for d in iter_store(tmp_path / "s", "val")}
+    train = {d.key_id for d in iter_store(tmp_path / "s", "train")}
+    assert val and train
+    assert expand_sources(tmp_path / "s" / "val")[0] == [(tmp_path / "s" / "val", "store-split")]
+    assert {d.key_id for d in read(tmp_path / "s" / "val")} == val
+    assert {d.key_id for d in read(tmp_path / "s")} == val | train
+    # and `prepare` takes one split as input too
+    again = prepare([tmp_path / "s" / "val"], tmp_path / "s2", PrepareConfig(val_fraction=0.0, **QUIET))
+    assert again["accepted"] == len(val)
+
+
 def test_chunked_file_gives_absolute_reject_lines(quickdraw: Path, tmp_path: Path):
     lines = real_lines(quickdraw / "raw" / "cat.ndjson")
     bad_at = [3, 17, len(lines) - 2]
@@ -215,3 +231,19 @@ def test_accounting_property(quickdraw: Path, tmp_path_factory, data):
     rejects = (root.with_name(root.name + "-store") / "rejects.ndjson").read_bytes().splitlines()
     assert len(rejects) == n_bad
     assert load_manifest(root.with_name(root.name + "-store"))["input"] == len(picks)
+
+
+def test_info_into_a_closed_pipe_exits_quietly(quickdraw: Path, tmp_path: Path):
+    # `doodle info STORE | head -0`: the reader is gone before doodle writes; no traceback.
+    import os
+    import subprocess
+    import sys
+
+    prepare([quickdraw / "simplified" / "JulienDuranleau_airplane.ndjson"], tmp_path / "s", PrepareConfig(**QUIET))
+    reader, writer = os.pipe()
+    os.close(reader)
+    proc = subprocess.run([sys.executable, "-m", "doodle", "info", str(tmp_path / "s")], stdout=writer,
+                          stderr=subprocess.PIPE, text=True, timeout=120)
+    os.close(writer)
+    assert proc.returncode == 141, proc.stderr
+    assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr

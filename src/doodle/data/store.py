@@ -205,8 +205,9 @@ def _plan_tasks(files: list[tuple[Path, str]], chunk_bytes: int) -> list[_Task]:
 
     parts: list[_Part] = []
     for path, fmt in files:
-        if fmt == "store":  # re-preparing a store: its shards are the parts
-            parts += [_Part(str(shard), STORE_SHARD, size=shard.stat().st_size * 3) for shard in store_files(path)]
+        if fmt in ("store", "store-split"):  # re-preparing a store (or one split): its shards are the parts
+            shards = store_files(path) if fmt == "store" else store_files(path.parent, path.name)
+            parts += [_Part(str(shard), STORE_SHARD, size=shard.stat().st_size * 3) for shard in shards]
             continue
         size = path.stat().st_size
         gz = path.name.endswith(".gz")

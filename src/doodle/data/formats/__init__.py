@@ -54,6 +54,7 @@ FORMATS = ("raw-ndjson", "simplified-ndjson", "kaggle-csv", "binary", "npz", "bi
 SPLITTABLE_FORMATS = frozenset({"raw-ndjson", "simplified-ndjson", "kaggle-csv"})
 """Line formats: `iter_records` accepts a byte range for them (uncompressed files only)."""
 STORE = "store"
+STORE_SPLIT = "store-split"  # one split folder of a store (STORE/val): that split only
 """The pseudo-format `expand_sources` gives a prepared store folder (one holding manifest.json)."""
 DATA_SUFFIXES = (".ndjson", ".jsonl", ".json", ".csv", ".bin", ".npz", ".npy")
 GZ_SUFFIXES = (".ndjson.gz", ".jsonl.gz", ".json.gz", ".csv.gz")
@@ -123,7 +124,8 @@ def expand_sources(
     Folders are walked recursively in sorted order, looking only at data extensions
     (`DATA_SUFFIXES`, and `.gz` of the text ones); a file there that fails detection is skipped,
     with its reason. A folder holding `manifest.json` is a prepared store: it appears as
-    (folder, "store") and is not walked. An explicitly named file that fails detection raises
+    (folder, "store") and is not walked; a split folder of a store (STORE/val) appears as
+    (folder, "store-split") and reads that split only. An explicitly named file that fails detection raises
     `UnknownFormatError`; missing paths raise `DoodleError` naming them all.
     """
     items = _as_list(paths)
@@ -140,9 +142,20 @@ def expand_sources(
     return sources, skipped
 
 
+def _is_store_split(folder: Path) -> bool:
+    if not (folder.parent / "manifest.json").is_file():
+        return False
+    from doodle.data.store import SPLITS
+
+    return folder.name in SPLITS
+
+
 def _walk(folder: Path, sources: list[tuple[Path, str]], skipped: list[tuple[Path, str]]) -> None:
     if (folder / "manifest.json").is_file():
         sources.append((folder, STORE))
+        return
+    if _is_store_split(folder):
+        sources.append((folder, STORE_SPLIT))
         return
     for entry in sorted(folder.iterdir()):
         if entry.name.startswith("."):
@@ -186,6 +199,11 @@ def _read_sources(
             from doodle.data.store import iter_store
 
             yield from iter_store(path)
+            continue
+        if fmt == STORE_SPLIT:
+            from doodle.data.store import iter_store
+
+            yield from iter_store(path.parent, path.name)
             continue
         for item in iter_records(path, fmt, limits=limits, word=word):
             if isinstance(item, Drawing):
