@@ -25,11 +25,28 @@ DESCRIPTION = """\
 doodle: recognise hand-drawn Quick, Draw! doodles.
 
 The pipeline, one subcommand per stage:
-  doodle synth --out data/synth             write offline drawings (no download needed)
-  doodle download --categories cat dog ...  fetch Google's public files
-  doodle prepare data/ --out store/         build a sharded, shuffled Parquet store
-  doodle info store/                        summarise a store
-  doodle render data/cat.ndjson --out g.png draw a gallery of any stroke encoding
+  doodle synth --out data/synth
+      write offline drawings (no download needed)
+  doodle download --categories cat dog ...
+      fetch Google's public files
+  doodle prepare data/ --out store/
+      build a sharded, shuffled Parquet store
+  doodle info store/
+      summarise a store
+  doodle render data/cat.ndjson --out g.png
+      draw a gallery of any stroke encoding
+  doodle train --config configs/cpu.yaml --data store/ --out runs/cpu
+      train a model
+  doodle evaluate runs/cpu --data store/val --out report/
+      HTML report of a model
+  doodle predict runs/cpu --data test.csv --out sub.csv
+      Kaggle submission (.parquet: probabilities)
+  doodle ensemble a.parquet b.parquet --out sub.csv
+      blend, vote or stack models
+  doodle export runs/cpu --out export/
+      ONNX model + its preprocessing
+  doodle serve runs/cpu
+      the live drawing app and HTTP API
 
 Run `doodle COMMAND --help` for the details of each.
 """
