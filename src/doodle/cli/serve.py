@@ -1,0 +1,63 @@
+"""`doodle serve`: the live app (drawing page, game, HTTP API) for an export or a training run."""
+
+from __future__ import annotations
+
+import argparse
+
+EXAMPLES = """\
+examples:
+  doodle serve runs/resnet18                    # exports to ONNX at start-up, http://127.0.0.1:8000/
+  doodle serve export/resnet18 --port 8080      # a `doodle export` folder
+  doodle serve runs/resnet18 --backend torch    # eager PyTorch instead of ONNX Runtime
+
+Open the printed URL to draw (live top-3 guesses, undo, clear, a 20-second game). The API:
+POST /predict {"strokes": [[[x...], [y...], [t...]], ...], "top_k": 3}, GET /classes, GET /healthz,
+docs at /docs. Every flag can also come from the environment: DOODLE_HOST, DOODLE_PORT,
+DOODLE_BACKEND, DOODLE_THREADS, DOODLE_WORKERS, DOODLE_MAX_BATCH, DOODLE_MAX_BODY_BYTES, DOODLE_MAX_STROKES,
+DOODLE_MAX_POINTS, DOODLE_MAX_TOP_K.
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "serve",
+        help="serve the drawing app and the HTTP API for a model",
+        description="Serve a model (an ONNX export folder, a run folder or a checkpoint) over HTTP with "
+        "FastAPI + uvicorn: a drawing page with live guesses and a game mode, and a JSON API.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("model", metavar="RUN_OR_EXPORT", help="export folder, run folder or checkpoint file")
+    p.add_argument("--host", default=None, help="interface (default 127.0.0.1, DOODLE_HOST)")
+    p.add_argument("--port", type=int, default=None, help="port (default 8000, DOODLE_PORT)")
+    p.add_argument("--checkpoint", default=None, metavar="best|last|ema|PATH", help="checkpoint of a run (best)")
+    p.add_argument("--backend", choices=["onnx", "torch"], default=None, help="inference backend (default onnx)")
+    p.add_argument("--threads", type=int, default=None, help="intra-op threads per inference call (default: cores)")
+    p.add_argument("--workers", type=int, default=None, help="inference threads, each micro-batching (default 1)")
+    p.add_argument("--max-batch", type=int, default=None, help="most queued requests batched into one call (8)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import logging
+
+    import uvicorn
+
+    from doodle.serve.app import create_app
+    from doodle.serve.inference import load_engine
+    from doodle.serve.settings import ServeSettings
+
+    settings = ServeSettings.from_env(model=args.model, host=args.host, port=args.port, checkpoint=args.checkpoint,
+                                      backend=args.backend, threads=args.threads, workers=args.workers,
+                                      max_batch=args.max_batch)
+    # load (and export) before binding the port, so a bad model is a clear error, not a dead server
+    engine = load_engine(settings.model, settings.backend, settings.checkpoint, settings.inference_threads)
+    try:
+        app = create_app(settings, engine)
+        print(f"doodle: serving {settings.model} ({engine.backend}, {len(engine.classes)} classes) at "
+              f"http://{settings.host}:{settings.port}/  (API docs: /docs; Ctrl+C stops)", flush=True)
+        level = "warning" if logging.getLogger().level >= logging.WARNING else "info"
+        uvicorn.run(app, host=settings.host, port=settings.port, log_level=level, access_log=False)
+    finally:
+        engine.close()
+    return 0

@@ -1,0 +1,191 @@
+"""The FastAPI app: the model loaded once at start-up (lifespan), a thin layer over `inference`.
+
+    GET  /          the drawing page (live guesses, undo/clear, game mode)
+    POST /predict   {"strokes": [[[x...], [y...], [t...]], ...], "top_k": 3} -> {"predictions": [...]}
+    GET  /classes   the classes in label order
+    GET  /healthz   liveness, the model served, the limits
+    GET  /docs      OpenAPI docs (/openapi.json)
+
+Bad input never reaches a 5xx: bodies over `max_body_bytes` are refused with 413 before parsing
+(by Content-Length, or by reading a chunked body up to the limit before the app sees it), wrong types, shapes and
+non-finite numbers get 422 from the schema, and everything the schema cannot express (ragged x/y/t
+lists, mixed timed and untimed strokes, too many strokes or points, absurd magnitudes, top_k over
+the limit) gets 422 from the inference layer, always as {"detail": "<one sentence>", "errors": [...]}.
+An empty drawing (no strokes) is a 422 too: there is nothing to guess.
+
+Inference runs on `workers` threads (default one, with an ONNX Runtime intra-op thread per core)
+that micro-batch the requests waiting (`inference.Batcher`): the event loop keeps accepting
+connections while the cores run the model, and a busy server spends less time per drawing.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from doodle.data.drawing import Limits
+from doodle.serve.inference import Batcher, Engine, InputError, load_engine, to_drawing
+from doodle.serve.schemas import ClassesResponse, ErrorResponse, Health, Prediction, PredictRequest, PredictResponse
+from doodle.serve.settings import ServeSettings
+from doodle.version import __version__
+
+log = logging.getLogger(__name__)
+STATIC = Path(__file__).resolve().parent / "static"
+MAX_LISTED_ERRORS = 5
+ERRORS = {413: {"model": ErrorResponse, "description": "body too large"},
+          422: {"model": ErrorResponse, "description": "malformed or out-of-limit drawing"}}
+
+
+class BodyLimit:
+    """ASGI middleware: 413 for request bodies over `limit` bytes, before anything parses them."""
+
+    def __init__(self, app: Any, limit: int):
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        length = headers.get(b"content-length")
+        if length is not None:
+            try:
+                announced = int(length)
+            except ValueError:
+                await _send_error(send, 400, f"Content-Length {length.decode('latin-1')!r} is not a number")
+                return
+            if announced > self.limit:
+                await _send_error(send, 413, f"body of {announced} bytes is over the limit of {self.limit} bytes")
+                return
+            await self.app(scope, receive, send)  # the server enforces the announced length
+            return
+        # no Content-Length (chunked): read the body here, up to the limit, and replay it
+        chunks, seen = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away
+            chunks.append(message.get("body", b""))
+            seen += len(chunks[-1])
+            if seen > self.limit:
+                await _send_error(send, 413, f"body is over the limit of {self.limit} bytes")
+                return
+            if not message.get("more_body", False):
+                break
+        replayed = False
+
+        async def replay() -> dict:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+async def _send_error(send: Any, status: int, detail: str) -> None:
+    import json
+
+    body = json.dumps({"detail": detail, "errors": []}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _where(loc: tuple) -> str:
+    """("body", "strokes", 0, 1, 2) -> "strokes[0][1][2]"."""
+    out = ""
+    for part in loc:
+        if part == "body" and not out:
+            continue
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "body"
+
+
+def validation_message(errors: list[dict]) -> tuple[str, list[str]]:
+    """A readable sentence and one line per problem from pydantic/FastAPI errors."""
+    lines = []
+    for err in errors:
+        if err.get("type") == "json_invalid":
+            reason = (err.get("ctx") or {}).get("error", "")
+            lines.append(f"the body is not valid JSON{': ' + str(reason) if reason else ''}")
+        else:
+            lines.append(f"{_where(tuple(err.get('loc', ())))}: {err.get('msg', 'invalid')}")
+    shown = lines[:MAX_LISTED_ERRORS]
+    more = f" (and {len(lines) - len(shown)} more)" if len(lines) > len(shown) else ""
+    return "invalid request: " + "; ".join(shown) + more, lines
+
+
+def create_app(settings: ServeSettings | None = None, engine: Engine | None = None) -> FastAPI:
+    """The app serving `settings.model` (loaded at start-up), or an already loaded `engine`."""
+    settings = settings or ServeSettings.from_env()
+    limits = Limits(max_strokes=settings.max_strokes, max_points=settings.max_points)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        own = engine is None
+        app.state.engine = engine or await anyio.to_thread.run_sync(
+            lambda: load_engine(settings.model, settings.backend, settings.checkpoint, settings.inference_threads))
+        app.state.batcher = Batcher(app.state.engine, settings.workers, settings.max_batch)
+        log.info("serving %s (%s, %d classes)", settings.model, app.state.engine.backend, len(app.state.engine.classes))
+        try:
+            yield
+        finally:
+            app.state.batcher.close()
+            if own:
+                app.state.engine.close()
+
+    app = FastAPI(title="doodle", version=__version__, lifespan=lifespan,
+                  description="Guess Quick, Draw! doodles: POST strokes, get the top guesses.")
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        detail, lines = validation_message(list(exc.errors()))
+        return JSONResponse({"detail": detail, "errors": lines}, status_code=422)
+
+    @app.exception_handler(InputError)
+    async def on_input(request: Request, exc: InputError) -> JSONResponse:
+        return JSONResponse({"detail": f"invalid request: {exc}", "errors": [str(exc)]}, status_code=422)
+
+    @app.post("/predict", response_model=PredictResponse, responses=ERRORS, summary="Guess a drawing")
+    async def predict(body: PredictRequest, request: Request) -> PredictResponse:
+        """The model's `top_k` guesses for one drawing, best first, after exactly the training
+        preprocessing (Google's simplification when the model was trained with it, then the model's
+        encoding and size)."""
+        eng: Engine = request.app.state.engine
+        if body.top_k > settings.max_top_k:
+            raise InputError(f"top_k is {body.top_k}, the limit is {settings.max_top_k}")
+        drawing = to_drawing(body.strokes, limits)
+        k = min(body.top_k, len(eng.classes))
+        guesses = await request.app.state.batcher.guesses(drawing, k)
+        return PredictResponse(predictions=[Prediction(word=g.word, probability=g.probability) for g in guesses])
+
+    @app.get("/classes", response_model=ClassesResponse, summary="The classes the model knows")
+    async def classes(request: Request) -> ClassesResponse:
+        return ClassesResponse(classes=request.app.state.engine.classes)
+
+    @app.get("/healthz", response_model=Health, summary="Liveness and the model served")
+    async def healthz(request: Request) -> Health:
+        eng: Engine = request.app.state.engine
+        return Health(status="ok", classes=len(eng.classes), model=eng.description,
+                      limits={"max_body_bytes": settings.max_body_bytes, "max_strokes": settings.max_strokes,
+                              "max_points": settings.max_points, "max_top_k": settings.max_top_k})
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app
