@@ -49,11 +49,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=Path, default=Path("/work/runs"), help="folder of trained runs")
     parser.add_argument("--store", type=Path, default=Path("/work/stores/q15"), help="store whose val split is used")
-    parser.add_argument("--cnn", default="cpu-q15-v3", help="image model run (in --runs), with snapshots")
+    parser.add_argument("--cnn", default="cpu18d-q15", help="image model run (in --runs), with snapshots")
     parser.add_argument("--seq", default="seq-q15", help="second family: the stroke-sequence run (in --runs)")
     parser.add_argument("--average", type=int, default=3, help="average the CNN's last K snapshots (default 3)")
-    parser.add_argument("--store345", type=Path, default=Path("/work/stores/q345"), help="345-class store ('' skips)")
-    parser.add_argument("--run345", default="cpu-q345", help="model of the 345-class store (in --runs)")
+    parser.add_argument("--store345", default="/work/stores/q345", help="345-class store ('' skips)")
+    parser.add_argument("--run345", default="cpu18d-q345", help="model of the 345-class store (in --runs)")
     parser.add_argument("--per-class345", type=int, default=5, help="drawings per class of the 345-class subset")
     args = parser.parse_args()
     started = time.time()
@@ -105,8 +105,8 @@ def main() -> None:
     print("(the CNN input of the ensemble: "
           f"{'checkpoint averaging' if cnn_best is avg else 'best.pt'} + TTA flip, chosen on the fit half)")
 
-    if str(args.store345):
-        p345 = predict(args.runs / args.run345, args.store345 / "val")
+    if args.store345:
+        p345 = predict(args.runs / args.run345, Path(args.store345) / "val")
         y345 = p345.labels()
         rows345 = balanced_rows(y345, p345.key_ids, args.per_class345)
         kept = np.unique(y345[rows345])

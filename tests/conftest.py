@@ -50,3 +50,18 @@ def raw_cats(quickdraw: Path) -> list[Drawing]:
 def simplified_cats(quickdraw: Path) -> list[Drawing]:
     """Real simplified drawings (0..255, no timing)."""
     return load_ndjson(quickdraw / "simplified" / "cat.ndjson")
+
+
+SMALL_STORE_CLASSES = ("airplane", "eye", "map")
+
+
+@pytest.fixture(scope="session")
+def small_store(quickdraw: Path, tmp_path_factory) -> Path:
+    """A store of three real simplified classes (airplane, eye, map; 20 % val, row groups of 128):
+    the training data of the tests that train a tiny model. Read-only: tests must not modify it."""
+    from doodle.data.store import PrepareConfig, prepare
+
+    out = tmp_path_factory.mktemp("small_store") / "s"
+    files = [quickdraw / "simplified" / f"JulienDuranleau_{c}.ndjson" for c in SMALL_STORE_CLASSES]
+    prepare(files, out, PrepareConfig(val_fraction=0.2, progress=False, workers=1, row_group_size=128))
+    return out

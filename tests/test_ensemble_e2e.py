@@ -13,7 +13,7 @@ from doodle.checkpoint import read_checkpoint
 from doodle.clean import clean_store, score_store, weights_from_scores, write_scores
 from doodle.cli import main
 from doodle.config import load_config
-from doodle.data.store import PrepareConfig, iter_store, load_manifest, prepare
+from doodle.data.store import iter_store, load_manifest
 from doodle.errors import DoodleError
 from doodle.evaluate import evaluate_run
 from doodle.metrics import map_at_3
@@ -29,11 +29,8 @@ TINY = ["model.arch=resnet10t", "input.size=32", "data.batch_size=16", "data.wor
 
 
 @pytest.fixture(scope="module")
-def store(quickdraw: Path, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("store") / "s"
-    files = [quickdraw / "simplified" / f"JulienDuranleau_{c}.ndjson" for c in CLASSES]
-    prepare(files, out, PrepareConfig(val_fraction=0.2, progress=False, workers=1, row_group_size=128))
-    return out
+def store(small_store: Path) -> Path:
+    return small_store  # conftest.py: airplane, eye, map
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,6 @@ import torch
 from doodle.checkpoint import read_checkpoint
 from doodle.cli import main
 from doodle.config import load_config
-from doodle.data.store import PrepareConfig, prepare
 from doodle.errors import DoodleError
 from doodle.models import create_model
 from doodle.render import get_encoding
@@ -32,11 +31,8 @@ TINY = ["model.arch=resnet10t", "input.size=32", "data.batch_size=16", "data.wor
 
 
 @pytest.fixture(scope="module")
-def store(quickdraw: Path, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("store") / "s"
-    files = [quickdraw / "simplified" / f"JulienDuranleau_{c}.ndjson" for c in CLASSES]
-    prepare(files, out, PrepareConfig(val_fraction=0.2, progress=False, workers=1, row_group_size=128))
-    return out
+def store(small_store: Path) -> Path:
+    return small_store  # conftest.py: airplane, eye, map
 
 
 def tiny(*extra: str) -> TrainConfig:

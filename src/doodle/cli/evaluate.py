@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from doodle.cli.predict import add_model_options, check_model_options
 from doodle.errors import DoodleError
 
 EXAMPLES = """\
@@ -31,12 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("run", metavar="RUN", help="run folder, checkpoint file, or predictions .parquet")
     p.add_argument("--data", nargs="+", default=[], metavar="SRC", help="labelled drawings (files, folders, STORE/val)")
     p.add_argument("--out", required=True, type=Path, help="report folder to write")
-    p.add_argument("--checkpoint", default="best", help="best (default), last, averaged, ema, last:K, or a file")
-    p.add_argument("--average", nargs="+", default=[], metavar="CKPT", help="average these checkpoints' weights")
-    p.add_argument("--tta", default="", metavar="VIEWS", help="test-time views: flip, dropout (comma-separated)")
-    p.add_argument("--tta-mean", default="prob", choices=["prob", "log"], help="how TTA views are averaged")
-    p.add_argument("--batch-size", type=int, default=256, help="drawings per forward pass (default 256)")
-    p.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
+    add_model_options(p)  # --checkpoint, --average, --tta, --tta-mean, --batch-size, --device
     p.set_defaults(func=run)
 
 
@@ -44,8 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from doodle.evaluate import evaluate_predictions, evaluate_run
     from doodle.tta import parse_tta
 
-    if args.batch_size < 1:
-        raise DoodleError("--batch-size must be at least 1")
+    check_model_options(args)
     if str(args.run).lower().endswith(".csv"):
         raise DoodleError(f"{args.run}: a submission CSV has no probabilities or labels; evaluate a model, or "
                           "predictions written with --out X.parquet")

@@ -41,6 +41,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data", nargs="+", required=True, metavar="SRC", help="drawing files or folders to predict")
     p.add_argument("--out", required=True, type=Path,
                    help="submission CSV (.csv) or class probabilities (.parquet) to write")
+    add_model_options(p)
+    p.set_defaults(func=run)
+
+
+def add_model_options(p: argparse.ArgumentParser) -> None:
+    """The options that pick and run a model: shared by `predict` and `evaluate`."""
     p.add_argument("--checkpoint", default="best", metavar="best|last|last:K|PATH",
                    help="which checkpoint of RUN: best (default), last, averaged, ema, last:K (the average of "
                    "its last K snapshots), or a file")
@@ -52,28 +58,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="average TTA views' probabilities (prob, default) or log-probabilities (log)")
     p.add_argument("--batch-size", type=int, default=256, help="drawings per forward pass (default 256)")
     p.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
-    p.set_defaults(func=run)
+
+
+def check_model_options(args: argparse.Namespace) -> None:
+    """Refuse a bad --batch-size or --device before any model is loaded."""
+    if args.batch_size < 1:
+        raise DoodleError("--batch-size must be at least 1")
+    if args.device is not None:
+        import torch
+
+        try:
+            torch.device(args.device)
+        except RuntimeError as err:
+            raise DoodleError(f"--device {args.device}: {err}") from None
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.batch_size < 1:
-        raise DoodleError("--batch-size must be at least 1")
+    check_model_options(args)
     out: Path = args.out
     if out.suffix.lower() not in (".csv", ".parquet"):
         raise DoodleError(f"--out {out}: expected a .csv (submission) or .parquet (probabilities) file")
     if any(Path(s).is_file() and Path(s).resolve() == out.resolve() for s in args.data):
         raise DoodleError(f"--out {out} is also an input; write somewhere else")
 
-    import torch
-
     from doodle.predict import predict
     from doodle.tta import parse_tta
 
-    if args.device is not None:
-        try:
-            torch.device(args.device)
-        except RuntimeError as err:
-            raise DoodleError(f"--device {args.device}: {err}") from None
     rows = predict(args.run, args.data, out, checkpoint=args.checkpoint, batch_size=args.batch_size,
                    progress=not args.quiet, device=args.device, tta=parse_tta(args.tta), tta_mean=args.tta_mean,
                    average=args.average)
