@@ -276,12 +276,11 @@ class Trainer:
             final_micro = micro + 1 == st.accumulate
             # Between optimizer steps DDP must not all-reduce gradients (no_sync), for the forward and
             # the backward pass alike; a context manager can be entered only once, so one block.
-            weight = self.sample_weights.batch(batch["key_id"], st.epoch) if self.sample_weights else None
+            weight = (self.sample_weights.batch(batch["key_id"], st.epoch).to(self.env.device)
+                      if self.sample_weights else None)  # per-drawing loss weights (clean, curriculum)
             with self.ddp.no_sync() if self.env.distributed and not final_micro else nullcontext():
                 with self._autocast():
-                    logits = self.ddp(self._to_device(batch))
-                    weight = weight.to(self.env.device) if weight is not None else None
-                    loss = self.loss_fn(logits, labels, weight) / st.accumulate
+                    loss = self.loss_fn(self.ddp(self._to_device(batch)), labels, weight) / st.accumulate
                 self.scaler.scale(loss).backward()
             loss_sum += float(loss.detach()) * st.accumulate
             seen += len(labels)
