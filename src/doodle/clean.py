@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from doodle.data.formats.common import atomic_output
 from doodle.errors import DoodleError
 
 PathLike = str | os.PathLike[str]
@@ -124,9 +125,8 @@ def write_scores(scores: Scores, weights: np.ndarray, out: PathLike) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     table = pa.table({"key_id": pa.array(scores.key_ids, pa.uint64()), "label": scores.labels,
                       "loss": scores.loss, "entropy": scores.entropy, "weight": np.asarray(weights, np.float32)})
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    pq.write_table(table, tmp)
-    os.replace(tmp, out)
+    with atomic_output(out) as handle:
+        pq.write_table(table, handle)
 
 
 def read_scores(path: PathLike, columns: Sequence[str]) -> pa.Table:

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from doodle.data.drawing import Drawing
+from doodle.data.formats.common import atomic_output
 from doodle.errors import DoodleError
 
 FRACTIONS = (0.25, 0.5, 0.75, 1.0)
@@ -115,8 +116,9 @@ def plot_early(results: Mapping[str, EarlyResult], out: str | os.PathLike[str], 
     ax.set_title(title or "Early guessing: MAP@3 on the first strokes")
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.stem}.tmp{os.getpid()}{out.suffix}")
-    fig.savefig(tmp)
-    plt.close(fig)
-    os.replace(tmp, out)
+    try:
+        with atomic_output(out) as handle:
+            fig.savefig(handle, format=out.suffix.lstrip(".") or "png")
+    finally:
+        plt.close(fig)
     return out

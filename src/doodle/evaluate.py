@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from doodle.data.formats.common import atomic_output
 from doodle.errors import DoodleError
 from doodle.metrics import label_rank
 from doodle.predictions_io import Predictions
@@ -59,14 +60,9 @@ class Report:
 
 
 def atomic_write(path: Path, data: bytes) -> None:
-    """Write `data` to `path` via a temporary file and a rename."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """Write `data` to `path` via a temporary file and a rename (`atomic_output`)."""
+    with atomic_output(path) as handle:
+        handle.write(data)
 
 
 def compute(probs: np.ndarray, labels: np.ndarray, classes: Sequence[str]) -> tuple[dict, list[dict], np.ndarray,

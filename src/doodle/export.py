@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from doodle.data.drawing import Drawing
+from doodle.data.formats.common import atomic_output
 from doodle.errors import DoodleError
 
 log = logging.getLogger(__name__)
@@ -272,10 +273,8 @@ def preprocessing_spec(meta: dict, classes: Sequence[str], inputs: Sequence[str]
 
 def write_json(obj: Any, path: PathLike) -> None:
     """`obj` as indented JSON, written atomically."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    with atomic_output(path) as handle:
+        handle.write((json.dumps(obj, indent=2) + "\n").encode("utf-8"))
 
 
 def export_onnx(run_or_checkpoint: PathLike, out_dir: PathLike, *, checkpoint: str = "best",
