@@ -5,11 +5,14 @@ concurrencies, ONNX Runtime against eager PyTorch, in one run.
 
 Backends: onnx (ONNX Runtime, float32, what `doodle serve RUN` runs), onnx-int8 (the model exported
 with `doodle export --quantize int8`, calibrated on the same real drawings) and torch (eager
-PyTorch). For each backend the script starts `doodle serve MODEL --backend B` itself (a separate process, as in
-production), waits for /healthz, warms up, then for each concurrency C keeps C requests in flight
-for `--seconds`, each POSTing a real raw drawing (strokes with timing, as the drawing page sends
-them) and checking the answer is a 200 with guesses. It prints one row per backend and concurrency
-and the target check (p50 <= 10 ms and p99 <= 30 ms at concurrency 8, ONNX Runtime).
+PyTorch), plus `floor`: the same app, validation and preprocessing with a model that answers at
+once (constant guesses), which measures what HTTP, the client and preprocessing cost on this
+machine before any model runs. For each backend the script starts `doodle serve MODEL --backend B`
+itself (a separate process, as in production), waits for /healthz, warms up, then for each
+concurrency C keeps C requests in flight for `--seconds`, each POSTing a real raw drawing (strokes
+with timing, as the drawing page sends them) and checking the answer is a 200 with guesses. It
+prints one row per backend and concurrency and the target check (p50 <= 10 ms and p99 <= 30 ms at
+concurrency 8, ONNX Runtime).
 
 The client is a minimal HTTP/1.1 keep-alive client on asyncio streams, one connection per
 concurrent request, because on a 2-core machine a heavier client (httpx) takes much of the CPU the
@@ -55,7 +58,10 @@ def load_bodies(data: Path, classes: list[str], n: int) -> list[bytes]:
 
 
 def start_server(model: str, backend: str, port: int, extra: list[str]) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "doodle", "-q", "serve", model, "--backend", backend, "--port", str(port), *extra]
+    if backend == "floor":
+        cmd = [sys.executable, __file__, model, "--floor-server", str(port)]
+    else:
+        cmd = [sys.executable, "-m", "doodle", "-q", "serve", model, "--backend", backend, "--port", str(port), *extra]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
@@ -108,19 +114,64 @@ async def load(port: int, bodies: list[bytes], concurrency: int, seconds: float)
     return latencies, time.perf_counter() - start
 
 
+def export_map3(export_dir: str, split: Path, batch: int = 64) -> tuple[float, int]:
+    """Val MAP@3 (and drawing count) of an ONNX export on a store split, preprocessed as served."""
+    from doodle.data.formats import read
+    from doodle.export import OUTPUT_NAME, load_export, ort_feed
+    from doodle.metrics import map_at_3
+
+    ex = load_export(export_dir, os.cpu_count() or 1)
+    index = {c: i for i, c in enumerate(ex.classes)}
+    drawings = [d for d in read(split) if d.word in index]
+    scores = [
+        ex.session.run([OUTPUT_NAME], ort_feed(ex.session, ex.preprocessor(drawings[k : k + batch])))[0]
+        for k in range(0, len(drawings), batch)
+    ]
+    return map_at_3(np.concatenate(scores), np.array([index[d.word] for d in drawings])), len(drawings)
+
+
+def serve_floor(model: str, port: int) -> None:
+    """`doodle serve`'s app on `port` whose engine preprocesses each batch exactly as served, then
+    answers constant log-probabilities instead of running the model."""
+    import uvicorn
+
+    from doodle.serve.app import create_app
+    from doodle.serve.inference import Engine, load_engine
+    from doodle.serve.settings import ServeSettings
+
+    real = load_engine(model, "onnx")
+
+    class NoModel(Engine):
+        backend = "floor"
+
+        def log_probs(self, drawings):
+            self.prepare(drawings)
+            return np.full((len(drawings), len(self.classes)), -np.log(len(self.classes)), np.float32)
+
+    engine = NoModel(real.preprocessor, real.classes, real.description)
+    app = create_app(ServeSettings(model=model), engine=engine)
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", help="run folder or checkpoint (the configs/cpu.yaml model)")
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "quickdraw" / "raw",
                         help="folder of raw ndjson files (default ../shared/quickdraw/raw)")
-    parser.add_argument("--backends", nargs="+", default=["onnx", "onnx-int8", "torch"],
-                        choices=["onnx", "onnx-int8", "torch"])
+    parser.add_argument("--backends", nargs="+", default=["floor", "onnx", "onnx-int8", "torch"],
+                        choices=["floor", "onnx", "onnx-int8", "torch"],
+                        help="floor: the app with a model that answers at once (HTTP + preprocessing alone)")
     parser.add_argument("--concurrency", nargs="+", type=int, default=[1, 8, 32])
     parser.add_argument("--seconds", type=float, default=10.0, help="measuring time per concurrency")
     parser.add_argument("--drawings", type=int, default=400, help="distinct drawings cycled through")
     parser.add_argument("--server-args", default="", help="extra `doodle serve` flags, e.g. '--max-batch 1'")
+    parser.add_argument("--val", type=Path, help="a store split (e.g. STORE/val): print float32 and int8 MAP@3 on it")
+    parser.add_argument("--floor-server", type=int, metavar="PORT", help=argparse.SUPPRESS)  # internal: run `floor`
     args = parser.parse_args()
+    if args.floor_server is not None:
+        serve_floor(args.run, args.floor_server)
+        return
 
     from doodle.checkpoint import read_checkpoint, resolve_checkpoint
 
@@ -140,6 +191,15 @@ def main() -> None:
             model = tempfile.mkdtemp(prefix="doodle-bench-int8-")
             check = export_onnx(args.run, model, check_sources=[args.data], quantize="int8").agreement
             print(f"int8 export: {check}", flush=True)
+            if args.val is not None:
+                float_dir = tempfile.mkdtemp(prefix="doodle-bench-f32-")
+                try:
+                    export_onnx(args.run, float_dir, check=False)
+                    f32, n = export_map3(float_dir, args.val)
+                finally:
+                    shutil.rmtree(float_dir, ignore_errors=True)
+                i8, _ = export_map3(model, args.val)
+                print(f"MAP@3 on {args.val} ({n} drawings): float32 {f32:.4f}, int8 {i8:.4f}", flush=True)
         proc = start_server(model, backend.split("-")[0], port, args.server_args.split())
         try:
             asyncio.run(load(port, bodies, 4, 2.0))  # warm-up: JIT, allocator, ORT arenas

@@ -151,7 +151,9 @@ def test_other_endpoints(client):
     assert health["model"]["backend"] == "onnx" and health["model"]["input_config"]["size"] == 32
     assert health["limits"]["max_strokes"] == SMALL_LIMITS["max_strokes"]
     spec = client.get("/openapi.json").json()
-    assert "/predict" in spec["paths"] and "PredictRequest" in spec["components"]["schemas"]
+    assert "PredictResponse" in spec["components"]["schemas"]
+    body = spec["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert set(body["properties"]) == {"strokes", "top_k"} and body["required"] == ["strokes"]
     assert client.get("/docs").status_code == 200
     page = client.get("/")
     assert page.status_code == 200 and "<canvas" in page.text and "/static/app.js" in page.text

@@ -20,20 +20,24 @@ connections while the cores run the model, and a busy server spends less time pe
 
 from __future__ import annotations
 
+import email.message
+import json
 import logging
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import anyio
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from pydantic import ValidationError
 
 from doodle.data.drawing import Limits
 from doodle.serve.inference import Batcher, Engine, InputError, load_engine, to_drawing
-from doodle.serve.schemas import ClassesResponse, ErrorResponse, Health, Prediction, PredictRequest, PredictResponse
+from doodle.serve.schemas import ClassesResponse, ErrorResponse, Health, PredictRequest, PredictResponse
 from doodle.serve.settings import ServeSettings
 from doodle.version import __version__
 
@@ -127,6 +131,47 @@ def validation_message(errors: list[dict]) -> tuple[str, list[str]]:
     return "invalid request: " + "; ".join(shown) + more, lines
 
 
+PREDICT_BODY_DOC = {"required": True, "content": {"application/json": {"schema": PredictRequest.model_json_schema()}}}
+"""The /predict request body in the OpenAPI docs (the route parses the body itself, below)."""
+
+
+def parse_predict_body(raw: bytes, content_type: str | None) -> PredictRequest:
+    """The /predict body, validated; RequestValidationError (422) otherwise.
+
+    Valid JSON bodies take pydantic's one-pass JSON validation (about 4x faster than FastAPI's
+    `json.loads` then validation, a tenth of a request's cost on 2 cores); anything it refuses is
+    parsed again the way FastAPI parses a body parameter (content type, empty body, JSON errors),
+    so error messages are exactly those of a `body: PredictRequest` parameter.
+    """
+    is_json = True
+    if content_type:
+        message = email.message.Message()
+        message["content-type"] = content_type
+        subtype = message.get_content_subtype()
+        is_json = message.get_content_maintype() == "application" and (subtype == "json" or subtype.endswith("+json"))
+    if raw and is_json:
+        try:
+            return PredictRequest.model_validate_json(raw)
+        except ValidationError:
+            pass  # the slower path below names the problem as FastAPI would
+    if not raw:
+        raise RequestValidationError([{"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}])
+    body: Any = raw
+    if is_json:
+        try:
+            body = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            reason = err.msg if isinstance(err, json.JSONDecodeError) else str(err)
+            error = {"type": "json_invalid", "loc": ("body", getattr(err, "pos", 0)), "msg": "JSON decode error",
+                     "input": {}, "ctx": {"error": reason}}
+            raise RequestValidationError([error]) from None
+    try:
+        return PredictRequest.model_validate(body)
+    except ValidationError as err:
+        errors = [{**e, "loc": ("body", *e["loc"])} for e in err.errors(include_url=False)]
+        raise RequestValidationError(errors) from None
+
+
 def create_app(settings: ServeSettings | None = None, engine: Engine | None = None) -> FastAPI:
     """The app serving `settings.model` (loaded at start-up), or an already loaded `engine`."""
     settings = settings or ServeSettings.from_env()
@@ -159,18 +204,21 @@ def create_app(settings: ServeSettings | None = None, engine: Engine | None = No
     async def on_input(request: Request, exc: InputError) -> JSONResponse:
         return JSONResponse({"detail": f"invalid request: {exc}", "errors": [str(exc)]}, status_code=422)
 
-    @app.post("/predict", response_model=PredictResponse, responses=ERRORS, summary="Guess a drawing")
-    async def predict(body: PredictRequest, request: Request) -> PredictResponse:
+    @app.post("/predict", response_model=PredictResponse, responses=ERRORS, summary="Guess a drawing",
+              openapi_extra={"requestBody": PREDICT_BODY_DOC})
+    async def predict(request: Request) -> Response:
         """The model's `top_k` guesses for one drawing, best first, after exactly the training
         preprocessing (Google's simplification when the model was trained with it, then the model's
         encoding and size)."""
+        body = parse_predict_body(await request.body(), request.headers.get("content-type"))
         eng: Engine = request.app.state.engine
         if body.top_k > settings.max_top_k:
             raise InputError(f"top_k is {body.top_k}, the limit is {settings.max_top_k}")
         drawing = to_drawing(body.strokes, limits)
         k = min(body.top_k, len(eng.classes))
         guesses = await request.app.state.batcher.guesses(drawing, k)
-        return PredictResponse(predictions=[Prediction(word=g.word, probability=g.probability) for g in guesses])
+        content = {"predictions": [{"word": g.word, "probability": g.probability} for g in guesses]}
+        return Response(orjson.dumps(content), media_type="application/json")
 
     @app.get("/classes", response_model=ClassesResponse, summary="The classes the model knows")
     async def classes(request: Request) -> ClassesResponse:

@@ -121,26 +121,26 @@ class TorchEngine(Engine):
 
 
 class Batcher:
-    """Micro-batching: requests queue up, `workers` threads each take every request waiting (up to
-    `max_batch`) and run them as one batch.
+    """Micro-batching on the event loop: requests wait in a list, and up to `workers` batches run at
+    a time, each taking every waiting request (up to `max_batch`) to a worker thread as one model call.
 
     Greedy, never waiting for a batch to fill: an idle server answers one drawing at once, a busy
     one amortises the model call over the queued drawings (on a 2-core CPU a batch of 8 costs about
-    0.6x per drawing of single calls). A batch whose preprocessing fails is retried one drawing at a
-    time, so one bad drawing only fails its own request.
+    0.6x per drawing of single calls). The hand-over to the thread happens once per batch, not per
+    request, and the answers are set on the event loop itself: on 2 cores, thread wake-ups and GIL
+    hand-overs per request cost more than the HTTP parsing. A batch that fails is retried one
+    drawing at a time, so one bad drawing only fails its own request.
     """
 
     def __init__(self, engine: Engine, workers: int = 1, max_batch: int = 8):
-        import queue
-        import threading
+        from concurrent.futures import ThreadPoolExecutor
 
         self.engine = engine
         self.max_batch = max(1, int(max_batch))
-        self._queue: queue.Queue = queue.Queue()
-        self._threads = [threading.Thread(target=self._work, name=f"doodle-infer-{i}", daemon=True)
-                         for i in range(max(1, int(workers)))]
-        for t in self._threads:
-            t.start()
+        self.workers = max(1, int(workers))
+        self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="doodle-infer")
+        self._waiting: list[tuple[Drawing, int, Any]] = []
+        self._running = 0
 
     async def guesses(self, drawing: Drawing, k: int) -> list[Guess]:
         """The `k` best guesses for `drawing`, computed on a worker thread."""
@@ -148,61 +148,55 @@ class Batcher:
 
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        self._queue.put((drawing, k, future, loop))
+        self._waiting.append((drawing, k, future))
+        if self._running < self.workers:
+            self._running += 1
+            loop.create_task(self._drain())
         return await future
 
-    def _work(self) -> None:
-        import queue
+    async def _drain(self) -> None:
+        """Run batches of the waiting requests until none is left."""
+        import asyncio
 
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            batch = [item]
-            while len(batch) < self.max_batch:
+        loop = asyncio.get_running_loop()
+        try:
+            while self._waiting:
+                batch = [item for item in self._waiting[: self.max_batch] if not item[2].done()]
+                del self._waiting[: self.max_batch]
+                if not batch:
+                    continue  # every one of them was cancelled (clients gone)
                 try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:  # keep the stop signal for this thread's next turn
-                    self._queue.put(None)
-                    break
-                batch.append(more)
-            self._run(batch)
+                    answers = await loop.run_in_executor(self._pool, self._answer, [(d, k) for d, k, _ in batch])
+                except Exception as err:  # noqa: BLE001 - the executor itself failed (shut down)
+                    answers = [err] * len(batch)
+                for (_, _, future), answer in zip(batch, answers, strict=True):
+                    if future.done():
+                        continue
+                    if isinstance(answer, BaseException):
+                        future.set_exception(answer)
+                    else:
+                        future.set_result(answer)
+        finally:
+            self._running -= 1
 
-    def _run(self, batch: list) -> None:
+    def _answer(self, items: list[tuple[Drawing, int]]) -> list[list[Guess] | BaseException]:
+        """Guesses (or the error) for each (drawing, k), from one model call when it succeeds."""
         from doodle.metrics import topk
 
         try:
-            logp = self.engine.log_probs([b[0] for b in batch])
+            logp = self.engine.log_probs([d for d, _ in items])
         except Exception as err:  # noqa: BLE001 - handed to the waiting request(s)
-            if len(batch) > 1:
-                for one in batch:
-                    self._run([one])
-                return
-            _, _, future, loop = batch[0]
-            loop.call_soon_threadsafe(_settle, future, None, err)
-            return
-        for row, (_, k, future, loop) in enumerate(batch):
-            best = topk(logp[row:row + 1], k)[0]
-            out = [Guess(self.engine.classes[i], float(np.exp(logp[row, i]))) for i in best]
-            loop.call_soon_threadsafe(_settle, future, out, None)
+            if len(items) > 1:
+                return [answer for item in items for answer in self._answer([item])]
+            return [err]
+        best = topk(logp, max(k for _, k in items))
+        classes = self.engine.classes
+        return [[Guess(classes[i], float(np.exp(logp[row, i]))) for i in best[row, :k]]
+                for row, (_, k) in enumerate(items)]
 
     def close(self) -> None:
-        """Stop the worker threads (after the requests already queued)."""
-        for _ in self._threads:
-            self._queue.put(None)
-        for t in self._threads:
-            t.join(timeout=10)
-
-
-def _settle(future: Any, result: Any, error: BaseException | None) -> None:
-    if future.done():  # the request was cancelled (client went away)
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result)
+        """Stop the worker threads (after the batches already running)."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 def load_engine(model: str | os.PathLike[str], backend: str = "onnx", checkpoint: str = "best",
