@@ -53,7 +53,7 @@ bench: $(BIN)/.installed
 
 # the live app's figures for a trained run (default: the demo's): load benchmark and early guessing
 bench-serve: $(BIN)/.installed
-	$(BIN)/python benchmarks/serve_bench.py $(RUN)
+	$(BIN)/python benchmarks/serve_bench.py $(RUN) --val $(STORE)/val
 	$(BIN)/python benchmarks/early_guess.py $(RUN) --data $(STORE) --out $(DEMO)/early-guessing.png
 
 clean:
