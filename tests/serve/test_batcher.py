@@ -41,23 +41,33 @@ def drawing(key_id: int) -> Drawing:
     return Drawing(key_id=key_id, strokes=[np.array([[0.0, 0.0], [1.0, 1.0]])])
 
 
-def test_requests_waiting_behind_a_batch_go_together_and_get_their_own_answers():
+def behind_a_held_call(max_batch: int, first: tuple[int, int], later: list[tuple[int, int]],
+                       cancel: int | None = None) -> tuple[Recorder, list]:
+    """Ask for `first` (key_id, k), hold its model call while the `later` requests queue up behind
+    it (cancelling the one with key_id `cancel`), then let everything run; the engine and the
+    answers (an exception where a request failed) of first and the requests not cancelled."""
     engine = Recorder()
-    batcher = Batcher(engine, workers=1, max_batch=4)
+    batcher = Batcher(engine, workers=1, max_batch=max_batch)
 
     async def main():
-        engine.release.clear()  # the first request's call waits while nine more queue up
-        first = asyncio.create_task(batcher.guesses(drawing(0), 2))
+        engine.release.clear()
+        head = asyncio.create_task(batcher.guesses(drawing(first[0]), first[1]))
         await asyncio.sleep(0.05)
-        rest = [asyncio.create_task(batcher.guesses(drawing(i), 1 + i % 3)) for i in range(1, 10)]
+        tasks = {i: asyncio.create_task(batcher.guesses(drawing(i), k)) for i, k in later}
         await asyncio.sleep(0.05)
+        if cancel is not None:
+            tasks.pop(cancel).cancel()
         engine.release.set()
-        return await asyncio.gather(first, *rest)
+        return await asyncio.gather(head, *tasks.values(), return_exceptions=True)
 
     try:
-        answers = asyncio.run(main())
+        return engine, asyncio.run(main())
     finally:
         batcher.close()
+
+
+def test_requests_waiting_behind_a_batch_go_together_and_get_their_own_answers():
+    engine, answers = behind_a_held_call(4, (0, 2), [(i, 1 + i % 3) for i in range(1, 10)])
     assert engine.calls == [[0], [1, 2, 3, 4], [5, 6, 7, 8], [9]]  # greedy, at most max_batch
     for i, guesses in enumerate(answers):
         k = 2 if i == 0 else 1 + i % 3
@@ -67,22 +77,7 @@ def test_requests_waiting_behind_a_batch_go_together_and_get_their_own_answers()
 
 
 def test_a_bad_drawing_fails_only_its_own_request():
-    engine = Recorder()
-    batcher = Batcher(engine, workers=1, max_batch=8)
-
-    async def main():
-        engine.release.clear()
-        first = asyncio.create_task(batcher.guesses(drawing(0), 1))
-        await asyncio.sleep(0.05)
-        tasks = [asyncio.create_task(batcher.guesses(drawing(i), 1)) for i in (1, -1, 2)]
-        await asyncio.sleep(0.05)
-        engine.release.set()
-        return await asyncio.gather(first, *tasks, return_exceptions=True)
-
-    try:
-        answers = asyncio.run(main())
-    finally:
-        batcher.close()
+    engine, answers = behind_a_held_call(8, (0, 1), [(1, 1), (-1, 1), (2, 1)])
     assert [a[0].word for a in (answers[0], answers[1], answers[3])] == ["a", "b", "c"]
     assert isinstance(answers[2], InputError) and "-1" in str(answers[2])
     assert engine.calls[1] == [1, -1, 2]  # the batch failed, then each drawing alone
@@ -90,23 +85,6 @@ def test_a_bad_drawing_fails_only_its_own_request():
 
 
 def test_a_cancelled_request_is_not_computed():
-    engine = Recorder()
-    batcher = Batcher(engine, workers=1, max_batch=8)
-
-    async def main():
-        engine.release.clear()
-        first = asyncio.create_task(batcher.guesses(drawing(0), 1))
-        await asyncio.sleep(0.05)
-        gone = asyncio.create_task(batcher.guesses(drawing(1), 1))
-        kept = asyncio.create_task(batcher.guesses(drawing(2), 1))
-        await asyncio.sleep(0.05)
-        gone.cancel()
-        engine.release.set()
-        return await asyncio.gather(first, kept)
-
-    try:
-        first, kept = asyncio.run(main())
-    finally:
-        batcher.close()
+    engine, (first, kept) = behind_a_held_call(8, (0, 1), [(1, 1), (2, 1)], cancel=1)
     assert engine.calls == [[0], [2]]
     assert first[0].word == "a" and kept[0].word == "c"
