@@ -145,7 +145,7 @@ def parse_predict_body(raw: bytes, content_type: str | None) -> PredictRequest:
     so error messages are exactly those of a `body: PredictRequest` parameter.
     """
     is_json = True
-    if content_type:
+    if content_type and content_type != "application/json":  # the common case needs no header parsing
         message = email.message.Message()
         message["content-type"] = content_type
         subtype = message.get_content_subtype()
