@@ -11,10 +11,13 @@ never allocate per drawing or per stroke.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
 from numba import njit
+
+from doodle.render.simd import composite_quads
 
 
 @njit(cache=True, nogil=True)
@@ -100,156 +103,108 @@ def placement(
     return a, bx, by
 
 
-LANES = 8
-"""Pixels of a row composited together: one branch-free block that LLVM turns into SIMD code."""
+FIX = 4294967296.0
+"""32.32 fixed point: a row's window start is an integer add and a shift from the row before's."""
 
 
 @njit(cache=True, nogil=True, fastmath=True, inline="always")
-def _lanes(sl, xs, x0, x1, geo, aa, comp_max, interp, c, d, q):  # pragma: no cover
-    """Composite one channel's colour c + t * d onto sl[i] = pixel (xs + i, y), i < LANES, for
-    columns x0..x1 only (q: c rounded, used at full coverage when the colour is constant).
-
-    geo = (ax, py, dx, dy, inv_len2, inv_len, reach, reach2, reach2_len2, solid): see `_segment`.
-    Coverage by the rule of the module docstring, computed as `_segment` describes; the lanes
-    outside x0..x1 or the capsule get coverage 0, which rewrites a pixel unchanged
-    (old + 0 + 0.5 truncates back to old), so no lane branches and LLVM emits SIMD code for
-    the whole block (it must stay a fixed LANES-long loop over a LANES-long slice for that).
-    """
-    ax, py, dx, dy, inv_len2, inv_len, reach, reach2, reach2_len2, solid = geo
-    zero = np.float32(0.0)
-    one = np.float32(1.0)
-    half = np.float32(0.5)
-    # columns as float32 (exact for these small integers), so no lane works on 64-bit ints
-    fxs = np.float32(xs)
-    fx0 = np.float32(x0)
-    fx1 = np.float32(x1)
-    for i in range(LANES):
-        x = fxs + np.float32(i)
-        px = x - ax
-        t = (px * dx + py * dy) * inv_len2
-        tc = min(max(t, zero), one)
-        band = (t >= zero) & (t <= one) & solid
-        cross = px * dy - py * dx
-        ex = px - tc * dx
-        ey = py - tc * dy
-        dd = ex * ex + ey * ey
-        inside = ((cross * cross <= reach2_len2) if band else (dd <= reach2)) & (x >= fx0) & (x <= fx1)
-        if aa:
-            cov = (reach - abs(cross) * inv_len) if band else (reach - math.sqrt(dd))
-            cov = max(min(cov, one), zero)
-        else:
-            cov = one
-        cov = cov if inside else zero
-        old_u = sl[i]
-        old = np.float32(old_u)
-        if interp:
-            v = c + tc * d
-            qv = np.uint8(v + half)
-        else:
-            v = c
-            qv = q
-        if comp_max:
-            new = v * cov
-            sl[i] = np.uint8(new + half) if new > old else old_u
-        else:
-            blended = np.uint8(old + (v - old) * cov + half)
-            sl[i] = qv if cov >= one else blended
-
-
-@njit(cache=True, nogil=True, fastmath=True, inline="always")
-def _block(flat, o, plane, n_ch, xs, x0, x1, geo, aa, comp_max, interp, col, vals, j0, j1):  # pragma: no cover
-    """`_lanes` on every channel: the block of LANES pixels from flat[o] (channel planes `plane`
-    apart); col = (c0, c1, c2, d0, d1, d2, q0, q1, q2) for the first three channels."""
-    c0, c1, c2, d0, d1, d2, q0, q1, q2 = col
-    _lanes(flat[o : o + LANES], xs, x0, x1, geo, aa, comp_max, interp, c0, d0, q0)
+def _composite(flat, oa, ob, plane, n_ch, lanes, geo, col, vals, j0, j1, aa, comp_max, interp):  # pragma: no cover
+    """`composite_quads` on every channel (planes `plane` apart) of two quads of one segment;
+    col = (c0, c1, c2, d0, d1, d2) for the first three channels, vals[j0/j1] for the rest.
+    The geometry is the same for every channel, so LLVM computes it once."""
+    c0, c1, c2, d0, d1, d2 = col
+    composite_quads(flat, oa, ob, lanes, geo, c0, d0, aa, comp_max, interp)
     if n_ch > 1:
-        o += plane
-        _lanes(flat[o : o + LANES], xs, x0, x1, geo, aa, comp_max, interp, c1, d1, q1)
+        oa += plane
+        ob += plane
+        composite_quads(flat, oa, ob, lanes, geo, c1, d1, aa, comp_max, interp)
         if n_ch > 2:
-            o += plane
-            _lanes(flat[o : o + LANES], xs, x0, x1, geo, aa, comp_max, interp, c2, d2, q2)
+            oa += plane
+            ob += plane
+            composite_quads(flat, oa, ob, lanes, geo, c2, d2, aa, comp_max, interp)
             for c in range(3, n_ch):
-                o += plane
+                oa += plane
+                ob += plane
                 cc = vals[j0, c]
                 dc = vals[j1, c] - cc if interp else np.float32(0.0)
-                q = np.uint8(cc + np.float32(0.5))
-                _lanes(flat[o : o + LANES], xs, x0, x1, geo, aa, comp_max, interp, cc, dc, q)
+                composite_quads(flat, oa, ob, lanes, geo, cc, dc, aa, comp_max, interp)
 
 
 @njit(cache=True, nogil=True, fastmath=True, inline="always")
-def _segment(
-    flat, img0, plane, n_ch, w, h, ax, ay, bx_, by_, vals, j0, j1, c0, c1, c2, d0, d1, d2, reach, aa, comp_max, interp
-):  # pragma: no cover
-    """Composite the capsule ax,ay -> bx_,by_ into the n_ch-channel image whose first channel
-    starts at flat[img0] (channel planes `plane` apart, rows `w` apart, w >= LANES).
+def _segment(flat, img0, plane, n_ch, w, h, ax, ay, bx_, by_, vals, j0, j1, col, reach, aa, comp_max, interp):  # noqa: E501  # pragma: no cover
+    """Composite the capsule ax,ay -> bx_,by_ into the image whose first channel starts at flat[img0].
 
-    Channel c gets colour vals[j0, c] + t * (vals[j1, c] - vals[j0, c]) at segment parameter t
-    (the clamped projection of the pixel centre on the segment); channels 0..2 arrive
-    precomputed as scalars (c, d) so the common case stays in registers. Each row's candidate
-    columns are composited LANES at a time by `_lanes`.
+    Every row the capsule touches gets a window of K 4-pixel quads (K from the widest row) that
+    starts at the row's first candidate pixel: for a slanted segment the pixels within `reach` of
+    the infinite line (a band whose left edge moves by dx/dy per row), clipped to the capsule's
+    bounding box. Quads are composited two at a time: rows y and y + 1 when K == 1 (steep
+    lines), else 8 consecutive pixels of one row. No pixel is composited twice by one segment.
     """
-    zero = np.float32(0.0)
     one = np.float32(1.0)
-    half = np.float32(0.5)
     dx = bx_ - ax
     dy = by_ - ay
     len2 = dx * dx + dy * dy
     solid = len2 > 1e-12
-    inv_len2 = one / len2 if solid else zero
+    inv_len2 = one / len2 if solid else np.float32(0.0)
     reach2 = reach * reach
-    xlo = max(int(math.ceil(min(ax, bx_) - reach)), 0)
-    xhi = min(int(math.floor(max(ax, bx_) + reach)), w - 1)
-    ylo = max(int(math.ceil(min(ay, by_) - reach)), 0)
-    yhi = min(int(math.floor(max(ay, by_) + reach)), h - 1)
-    # For a slanted segment, the pixels of row y within `reach` of the infinite line form an
-    # interval around the centreline: only those are tested.
-    slanted = abs(dy) > 1e-6 and solid
-    x_per_y = dx / dy if slanted else zero
-    half_span = reach * math.sqrt(len2) / abs(dy) if slanted else zero
-    inv_len = np.float32(math.sqrt(inv_len2))
-    # Body pixels (0 <= t <= 1) are at distance |cross| / len from the segment: no square root;
-    # comparisons stay squared so that pixels exactly on the edge are decided exactly.
-    reach2_len2 = reach2 * len2
-    col = (c0, c1, c2, d0, d1, d2, np.uint8(c0 + half), np.uint8(c1 + half), np.uint8(c2 + half))
-    last = w - LANES
-    for y in range(ylo, yhi + 1):
-        rx0 = xlo
-        rx1 = xhi
-        if slanted:
-            xc = ax + (y - ay) * x_per_y
-            lo = int(math.ceil(xc - half_span))
-            hi = int(math.floor(xc + half_span))
-            if lo > rx0:
-                rx0 = lo
-            if hi < rx1:
-                rx1 = hi
+    xlo = max(int(math.ceil(np.float64(min(ax, bx_) - reach))), 0)
+    xhi = min(int(math.floor(np.float64(max(ax, bx_) + reach))), w - 1)
+    ylo = max(int(math.ceil(np.float64(min(ay, by_) - reach))), 0)
+    yhi = min(int(math.floor(np.float64(max(ay, by_) + reach))), h - 1)
+    width = xhi - xlo + 1
+    if width <= 0 or yhi < ylo:
+        return
+    # window start of row ylo + r: ceil(a0 + (ylo + r) * xpy), the band's left edge (with a
+    # little slack so float rounding never drops an edge pixel), at least xlo. Nearly
+    # horizontal segments (|dx/dy| >= 1024, a band wider than any image) use the box.
+    a0 = np.float64(xlo)
+    xpy = 0.0
+    if solid and abs(dx) < 1024.0 * abs(dy):
+        xpy = np.float64(dx) / dy
+        half_span = np.float64(reach) * math.sqrt(np.float64(len2)) / abs(dy) + 1e-3
+        a0 = np.float64(ax) - np.float64(ay) * xpy - half_span
+        width = min(width, int(2.0 * half_span) + 1)
+    fix = np.int64((a0 + ylo * xpy) * FIX) + np.int64(FIX - 1)  # + (1 - ulp): ceil via the shift
+    fix_step = np.int64(xpy * FIX)
+    k = (width + 3) // 4
+    rows = yhi - ylo + 1
+    geo = (ax, dx, dy, inv_len2, reach, reach2, reach2 * len2, solid)
+    x_last = np.float32(w - 1)
+    if k <= 2:
+        narrow = k == 1  # one quad per row: rows y, y + 1 per step; else one row per step
+        steps = (rows + 1) >> 1 if narrow else rows
+        r_step = 2 if narrow else 1
+        r_next = 1 if narrow else 0
+        col_b = 0 if narrow else 4
+        for i in range(steps):
+            ra = i * r_step
+            rb = min(ra + r_next, rows - 1)  # an odd last row pairs with itself: same bytes
+            sa = max((fix + ra * fix_step) >> 32, xlo)
+            sb = max((fix + rb * fix_step) >> 32, xlo) + col_b
+            ya = ylo + ra
+            yb = ylo + rb
+            lanes = (np.float32(sa), np.float32(sb), np.float32(ya) - ay, np.float32(yb) - ay, x_last)
+            o_a = img0 + ya * w + sa
+            o_b = img0 + yb * w + sb
+            _composite(flat, o_a, o_b, plane, n_ch, lanes, geo, col, vals, j0, j1, aa, comp_max, interp)
+        return
+    for r in range(rows):
+        s0 = max((fix + r * fix_step) >> 32, xlo)
+        y = ylo + r
         py = np.float32(y) - ay
-        geo = (ax, py, dx, dy, inv_len2, inv_len, reach, reach2, reach2_len2, solid)
-        row = img0 + y * w
-        for x0 in range(rx0, rx1 + 1, LANES):
-            xs = min(x0, last)  # a whole block inside the row; columns before x0 are masked off
-            _block(flat, row + xs, plane, n_ch, xs, x0, rx1, geo, aa, comp_max, interp, col, vals, j0, j1)
+        o = img0 + y * w + s0
+        for q in range(0, 4 * k, 8):
+            lanes = (np.float32(s0 + q), np.float32(s0 + q + 4), py, py, x_last)
+            _composite(flat, o + q, o + q + 4, plane, n_ch, lanes, geo, col, vals, j0, j1, aa, comp_max, interp)
 
 
 @njit(cache=True, nogil=True, fastmath=True)
-def rasterize(
-    points, stroke_offsets, drawing_offsets, a, bx, by, vals, interp, reverse, comp_max, half_w, aa, out
-):  # pragma: no cover - compiled
-    """Draw every stroke of every drawing into out (B, C, H, W) uint8 (each image is cleared first,
-    just before it is drawn, so it is still in cache while drawn).
-
-    points (N, >=2) float32 in input coordinates, placed per drawing by (a, bx, by); vals (N, C)
-    float32 0..255 (segment colours, or per-point colours when `interp`); strokes drawn last to
-    first when `reverse`; `comp_max` selects max- instead of over-compositing. A single-point
-    stroke is drawn as a dot of the line's width. out must be C-contiguous, W >= LANES and
-    vals must have C columns.
-    """
+def _rasterize(points, stroke_offsets, drawing_offsets, a, bx, by, vals, reverse, half_w, out, aa, comp_max, interp):  # noqa: E501  # pragma: no cover
+    """`rasterize` with aa, comp_max and interp as compile-time constants (see `_kernel`)."""
     reach = np.float32(half_w + 0.5 if aa else half_w)
     n_ch = out.shape[1]
     h = out.shape[2]
     w = out.shape[3]
-    if w < LANES or vals.shape[1] != n_ch:
-        raise ValueError("rasterize needs images at least LANES wide and one vals column per channel")
     plane = h * w
     flat = out.reshape(out.size)  # C-contiguous: a view
     zero = np.float32(0.0)
@@ -260,6 +215,7 @@ def rasterize(
         sx = np.float32(bx[b])
         sy = np.float32(by[b])
         out[b] = 0
+        img0 = b * n_ch * plane
         for k in range(n_str):
             s = s_first + (n_str - 1 - k if reverse else k)
             p0 = stroke_offsets[s]
@@ -283,33 +239,54 @@ def rasterize(
                     if n_ch > 2:
                         c2 = vals[j, 2]
                         d2 = vals[j1, 2] - c2
-                _segment(
-                    flat,
-                    b * n_ch * plane,
-                    plane,
-                    n_ch,
-                    w,
-                    h,
-                    x0,
-                    y0,
-                    x1,
-                    y1,
-                    vals,
-                    j,
-                    j1,
-                    c0,
-                    c1,
-                    c2,
-                    d0,
-                    d1,
-                    d2,
-                    reach,
-                    aa,
-                    comp_max,
-                    interp,
-                )
+                col = (c0, c1, c2, d0, d1, d2)
+                _segment(flat, img0, plane, n_ch, w, h, x0, y0, x1, y1, vals, j, j1, col, reach, aa, comp_max, interp)
                 x0 = x1
                 y0 = y1
+
+
+@functools.cache
+def _kernel(aa: bool, comp_max: bool, interp: bool):
+    """The compiled `_rasterize` for one combination of flags (each its own straight-line SIMD
+    code; numba caches all of them on disk)."""
+
+    @njit(cache=True, nogil=True)
+    def kernel(points, stroke_offsets, drawing_offsets, a, bx, by, vals, reverse, half_w, out):  # pragma: no cover
+        _rasterize(points, stroke_offsets, drawing_offsets, a, bx, by, vals, reverse, half_w, out, aa, comp_max, interp)
+
+    return kernel
+
+
+def rasterize(
+    points: np.ndarray,
+    stroke_offsets: np.ndarray,
+    drawing_offsets: np.ndarray,
+    a: np.ndarray,
+    bx: np.ndarray,
+    by: np.ndarray,
+    vals: np.ndarray,
+    interp: bool,
+    reverse: bool,
+    comp_max: bool,
+    half_w: float,
+    aa: bool,
+    out: np.ndarray,
+) -> None:
+    """Draw every stroke of every drawing into out (B, C, H, W) uint8 (each image is cleared first,
+    just before it is drawn, so it is still in cache while drawn).
+
+    points (N, >=2) float32 in input coordinates, placed per drawing by (a, bx, by); vals (N, C)
+    float32 0..255 (segment colours, or per-point colours when `interp`); strokes drawn last to
+    first when `reverse`; `comp_max` selects max- instead of over-compositing. A single-point
+    stroke is drawn as a dot of the line's width. out must be C-contiguous and vals must have C
+    columns.
+    """
+    if out.ndim != 4 or out.dtype != np.uint8 or not out.flags.c_contiguous:
+        raise ValueError("rasterize needs a C-contiguous uint8 (B, C, H, W) image array")
+    if vals.ndim != 2 or vals.shape[1] != out.shape[1]:
+        raise ValueError("rasterize needs one vals column per channel")
+    kernel = _kernel(bool(aa), bool(comp_max), bool(interp))
+    kernel(points, stroke_offsets, drawing_offsets, a, bx, by, vals, bool(reverse), float(half_w), out)
 
 
 @njit(cache=True, nogil=True)
