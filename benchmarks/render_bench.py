@@ -14,10 +14,12 @@ machine), the median over --repeats interleaved runs (after JIT warm-up) of:
 * doodle (packed): `render(packed, "order-speed-accel", size, out=buffer)` on training-sized
   batches (--batch, default 256) already packed (the layout a store or data loader hands over),
   into a reused output buffer (as a loader does before copying a batch to the GPU);
-* doodle (from Drawing list): the same, packing included.
+* doodle (from Drawing list): the same, packing included;
+* doodle hard: the packed render with antialias=False, hard-edged like the baseline's LINE_8.
 
-It prints drawings/s for each and the ratio packed / baseline (targets: >= 50x at 64 px,
->= 20x at 128 px).
+It prints drawings/s for each and the ratios: packed / baseline (the targets: >= 50x at 64 px,
+>= 20x at 128 px, checked on this, the strictest pairing), packed / anti-aliased baseline and
+hard / baseline (each side with the same kind of edges).
 """
 
 from __future__ import annotations
@@ -123,9 +125,9 @@ def main(argv: list[str] | None = None) -> int:
         f"median of {args.repeats} interleaved repeats"
     )
     header = f"{'data':<11}{'size':>5}{'baseline/s':>12}{'AA base/s':>11}{'packed/s':>11}{'drawings/s':>12}"
-    print(header + f"{'ratio':>8}{'vs AA':>8}")
-    print("  (ratio = packed / baseline; vs AA = packed / anti-aliased baseline; drawings/s = from a Drawing list,")
-    print("   packing included)")
+    print(header + f"{'hard/s':>11}{'ratio':>8}{'vs AA':>8}{'hard':>8}")
+    print("  (ratio = packed / baseline; vs AA = packed / anti-aliased baseline; hard = hard-edged packed /")
+    print("   baseline; drawings/s = from a Drawing list, packing included)")
     ok = True
     for kind in ("simplified", "raw"):
         drawings = load(quickdraw / kind, args.n)
@@ -147,23 +149,29 @@ def main(argv: list[str] | None = None) -> int:
                 for c in chunks:
                     render(c, "order-speed-accel", s, out=o[: len(c)])
 
-            r_base, r_aa, r_ours, r_list = interleaved_rates(
+            def ours_hard(s=size, o=out, packed=packed):
+                for p in packed:
+                    render(p, "order-speed-accel", s, antialias=False, out=o[: len(p)])
+
+            render(drawings[:4], "order-speed-accel", size, antialias=False)  # JIT warm-up
+            r_base, r_aa, r_ours, r_list, r_hard = interleaved_rates(
                 [
                     lambda s=size, b=base_set: baseline(b, s),
                     lambda s=size, b=base_set: baseline(b, s, aa=True),
                     ours_packed,
                     ours_list,
+                    ours_hard,
                 ],
-                [len(base_set), len(base_set), len(drawings), len(drawings)],
+                [len(base_set), len(base_set)] + [len(drawings)] * 3,
                 args.repeats,
             )
             ratio = r_ours / r_base
             target = 50 if size == 64 else 20
             ok &= ratio >= target
             print(
-                f"{kind:<11}{size:>5}{r_base:>12,.0f}{r_aa:>11,.0f}{r_ours:>11,.0f}{r_list:>12,.0f}{ratio:>7.1f}x"
-                f"{r_ours / r_aa:>7.1f}x   (target {target}x; {len(drawings)} drawings, "
-                f"{n_pts / len(drawings):.0f} points each)"
+                f"{kind:<11}{size:>5}{r_base:>12,.0f}{r_aa:>11,.0f}{r_ours:>11,.0f}{r_list:>12,.0f}{r_hard:>11,.0f}"
+                f"{ratio:>7.1f}x{r_ours / r_aa:>7.1f}x{r_hard / r_base:>7.1f}x   (target {target}x; "
+                f"{len(drawings)} drawings, {n_pts / len(drawings):.0f} points each)"
             )
     print("targets met" if ok else "targets NOT met")
     return 0 if ok else 1
