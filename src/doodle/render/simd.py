@@ -3,7 +3,8 @@
 Why IR and not a numba loop: the step works on two 4-pixel "quads" at unrelated addresses
 (usually two consecutive rows of a steep line, each starting at its own column), which LLVM's
 auto-vectoriser will not combine into one 8-lane vector; written out as <8 x float> operations
-it compiles to about 20 AVX instructions per channel on any x86-64 or ARM CPU LLVM targets.
+it compiles to vector code on any CPU LLVM targets (with AVX-512 the masked byte loads and stores
+are single instructions; elsewhere LLVM emulates the masks, slower but the same result).
 
 `composite_quads(flat, oA, oB, (xA, xB, pyA, pyB, x_last), (ax, dx, dy, inv_len2, reach, reach2,
 reach2_len2, solid), c, d, AA, MAX, INTERP)` composites one channel of a capsule (segment
