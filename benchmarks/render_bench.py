@@ -12,8 +12,8 @@ machine), the median over --repeats interleaved runs (after JIT warm-up) of:
   aligned to the 0..255 frame with numpy. The same loop with anti-aliased lines (LINE_AA) and
   INTER_AREA resizing, closer to our anti-aliased output but slower, is reported beside it;
 * doodle (packed): `render(packed, "order-speed-accel", size, out=buffer)` on training-sized
-  batches (--batch, default 256) already packed (the layout a store or data loader hands over),
-  into a reused output buffer (as a loader does before copying a batch to the GPU);
+  batches (--batch, default 256) already packed into flat arrays (the renderer's own input layout;
+  the next line adds packing), into a reused output buffer;
 * doodle (from Drawing list): the same, packing included;
 * doodle hard: the packed render with antialias=False, hard-edged like the baseline's LINE_8.
 
