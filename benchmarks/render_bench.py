@@ -136,31 +136,23 @@ def main(argv: list[str] | None = None) -> int:
         packed = [pack(c) for c in chunks]
         n_pts = sum(len(p.points) for p in packed)
         for size in (64, 128):
-            render(drawings[:4], "order-speed-accel", size)  # JIT warm-up
+            for antialias in (True, False):  # JIT warm-up
+                render(drawings[:4], "order-speed-accel", size, antialias=antialias)
             baseline(base_set[:4], size)
             baseline(base_set[:4], size, aa=True)
             out = np.zeros((args.batch, 3, size, size), np.uint8)
 
-            def ours_packed(s=size, o=out, packed=packed):
-                for p in packed:
-                    render(p, "order-speed-accel", s, out=o[: len(p)])
+            def ours(batches, antialias=True, s=size, o=out):
+                for batch in batches:
+                    render(batch, "order-speed-accel", s, antialias=antialias, out=o[: len(batch)])
 
-            def ours_list(s=size, o=out, chunks=chunks):
-                for c in chunks:
-                    render(c, "order-speed-accel", s, out=o[: len(c)])
-
-            def ours_hard(s=size, o=out, packed=packed):
-                for p in packed:
-                    render(p, "order-speed-accel", s, antialias=False, out=o[: len(p)])
-
-            render(drawings[:4], "order-speed-accel", size, antialias=False)  # JIT warm-up
             r_base, r_aa, r_ours, r_list, r_hard = interleaved_rates(
                 [
                     lambda s=size, b=base_set: baseline(b, s),
                     lambda s=size, b=base_set: baseline(b, s, aa=True),
-                    ours_packed,
-                    ours_list,
-                    ours_hard,
+                    lambda p=packed: ours(p),
+                    lambda c=chunks: ours(c),
+                    lambda p=packed: ours(p, antialias=False),
                 ],
                 [len(base_set), len(base_set)] + [len(drawings)] * 3,
                 args.repeats,
