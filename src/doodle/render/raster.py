@@ -146,6 +146,7 @@ def _segment(flat, img0, plane, n_ch, w, h, ax, ay, bx_, by_, vals, j0, j1, col,
     len2 = dx * dx + dy * dy
     solid = len2 > 1e-12
     inv_len2 = one / len2 if solid else np.float32(0.0)
+    inv_len = one / np.float32(math.sqrt(len2)) if solid else np.float32(0.0)
     reach2 = reach * reach
     xlo = max(int(math.ceil(np.float64(min(ax, bx_) - reach))), 0)
     xhi = min(int(math.floor(np.float64(max(ax, bx_) + reach))), w - 1)
@@ -168,8 +169,8 @@ def _segment(flat, img0, plane, n_ch, w, h, ax, ay, bx_, by_, vals, j0, j1, col,
     fix_step = np.int64(xpy * FIX)
     k = (width + 3) // 4
     rows = yhi - ylo + 1
-    geo = (ax, dx, dy, inv_len2, reach, reach2, reach2 * len2, solid)
-    x_last = np.float32(w - 1)
+    geo = (dx, dy, dx * inv_len2, dy * inv_len2, inv_len, reach, reach2, reach2 * len2, solid)
+    x_last = np.float32(w - 1) - ax  # lane positions are relative to the segment's start
     if k <= 2:
         narrow = k == 1  # one quad per row: rows y, y + 1 per step; else one row per step
         steps = (rows + 1) >> 1 if narrow else rows
@@ -183,7 +184,7 @@ def _segment(flat, img0, plane, n_ch, w, h, ax, ay, bx_, by_, vals, j0, j1, col,
             sb = max((fix + rb * fix_step) >> 32, xlo) + col_b
             ya = ylo + ra
             yb = ylo + rb
-            lanes = (np.float32(sa), np.float32(sb), np.float32(ya) - ay, np.float32(yb) - ay, x_last)
+            lanes = (np.float32(sa) - ax, np.float32(sb) - ax, np.float32(ya) - ay, np.float32(yb) - ay, x_last)
             o_a = img0 + ya * w + sa
             o_b = img0 + yb * w + sb
             _composite(flat, o_a, o_b, plane, n_ch, lanes, geo, col, vals, j0, j1, aa, comp_max, interp)
@@ -194,7 +195,7 @@ def _segment(flat, img0, plane, n_ch, w, h, ax, ay, bx_, by_, vals, j0, j1, col,
         py = np.float32(y) - ay
         o = img0 + y * w + s0
         for q in range(0, 4 * k, 8):
-            lanes = (np.float32(s0 + q), np.float32(s0 + q + 4), py, py, x_last)
+            lanes = (np.float32(s0 + q) - ax, np.float32(s0 + q + 4) - ax, py, py, x_last)
             _composite(flat, o + q, o + q + 4, plane, n_ch, lanes, geo, col, vals, j0, j1, aa, comp_max, interp)
 
 

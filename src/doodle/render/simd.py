@@ -6,21 +6,25 @@ auto-vectoriser will not combine into one 8-lane vector; written out as <8 x flo
 it compiles to vector code on any CPU LLVM targets (with AVX-512 the masked byte loads and stores
 are single instructions; elsewhere LLVM emulates the masks, slower but the same result).
 
-`composite_quads(flat, oA, oB, (xA, xB, pyA, pyB, x_last), (ax, dx, dy, inv_len2, reach, reach2,
-reach2_len2, solid), c, d, AA, MAX, INTERP)` composites one channel of a capsule (segment
-ax,ay -> ax+dx,ay+dy, radius `reach`) onto the 8 pixels flat[oA:oA+4] (centres x = xA..xA+3, all
-at y - ay = pyA) and flat[oB:oB+4] (xB.., pyB). The lanes follow the rules of `raster`'s module
+`composite_quads(flat, oA, oB, (pxA, pxB, pyA, pyB, xl), (dx, dy, dxn, dyn, inv_len, reach,
+reach2, reach2_len2, solid), c, d, AA, MAX, INTERP)` composites one channel of a capsule (segment
+a -> a + (dx, dy), radius `reach`) onto the 8 pixels flat[oA:oA+4] and flat[oB:oB+4]. Lane
+positions are relative to a: the first quad's pixel centres are at x - ax = pxA + 0..3,
+y - ay = pyA, the second's at pxB + 0..3, pyB. dxn, dyn = (dx, dy) / len^2 and inv_len = 1 / len
+(0 for a zero-length segment, solid = False). The lanes follow the rules of `raster`'s module
 docstring:
 
-* t = clamped projection of the pixel centre on the segment; d2 = squared distance to the segment;
-* anti-aliased (AA): coverage = clamp(reach - sqrt(d2), 0, 1) with reach = half width + 0.5;
-  hard (not AA): covered when the centre is within reach = half width, decided on squared values
+* t = projection of the pixel centre on the segment (0 at a, 1 at b);
+* anti-aliased (AA): coverage = clamp(reach - distance, 0, 1) with reach = half width + 0.5; the
+  distance is |cross product| / len in the body (0 <= t <= 1) and the distance to the nearer end
+  point in the caps;
+* hard (not AA): covered when the centre is within reach = half width, decided on squared values
   (cross product in the body of the capsule, distance to the end point in the caps) so that
   pixels exactly on the edge are decided exactly;
-* colour v = c + t * d (INTERP) or c;
-* MAX: new = max(old, v * coverage); otherwise "over": new = old + (v - old) * coverage, or
-  exactly v at full coverage; the result is rounded half up to uint8;
-* lanes with x > x_last (past the end of the image row) are neither read nor written (masked
+* colour v = c + clamp(t, 0, 1) * d (INTERP) or c;
+* MAX: new = max(old, v * coverage); otherwise "over": new = old + (v - old) * coverage (exactly
+  v at full coverage); the result is rounded half up to uint8;
+* lanes with x - ax > xl (past the end of the image row) are neither read nor written (masked
   loads and stores), so a quad may start up to 3 pixels before the row's end.
 
 AA, MAX and INTERP must be compile-time constants (numba literals): each combination compiles
@@ -80,6 +84,20 @@ def _sqrt(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
     return b.call(fn, [x])
 
 
+def _fabs(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
+    fn = cgutils.get_or_insert_function(b.module, ir.FunctionType(_V8F, [_V8F]), "llvm.fabs.v8f32")
+    return b.call(fn, [x])
+
+
+def _fma(b: ir.IRBuilder, x: ir.Value, y: ir.Value, z: ir.Value) -> ir.Value:
+    fn = cgutils.get_or_insert_function(b.module, ir.FunctionType(_V8F, [_V8F] * 3), "llvm.fma.v8f32")
+    return b.call(fn, [x, y, z])
+
+
+def _norm2(b: ir.IRBuilder, x: ir.Value, y: ir.Value) -> ir.Value:
+    return b.fadd(b.fmul(x, x, flags=_FAST), b.fmul(y, y, flags=_FAST), flags=_FAST)
+
+
 def _load(b: ir.IRBuilder, ptr: ir.Value, mask: ir.Value) -> ir.Value:
     fnty = ir.FunctionType(_V4I8, [ptr.type, _I32, _V4I1, _V4I8])
     fn = cgutils.get_or_insert_function(b.module, fnty, "llvm.masked.load.v4i8.p0")
@@ -109,8 +127,8 @@ def _to_u8(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
 
 @intrinsic
 def composite_quads(typingctx, flat, o_a, o_b, lanes, geo, c, d, aa, comp_max, interp):
-    """See the module docstring; lanes = (xA, xB, pyA, pyB, x_last),
-    geo = (ax, dx, dy, inv_len2, reach, reach2, reach2_len2, solid)."""
+    """See the module docstring; lanes = (pxA, pxB, pyA, pyB, xl),
+    geo = (dx, dy, dxn, dyn, inv_len, reach, reach2, reach2_len2, solid)."""
     flags = (aa, comp_max, interp)
     if not all(isinstance(f, types.BooleanLiteral) for f in flags):
         return None  # numba then retries with literal flags, or reports the call as untypable
@@ -119,35 +137,33 @@ def composite_quads(typingctx, flat, o_a, o_b, lanes, geo, c, d, aa, comp_max, i
 
     def codegen(context, b, signature, args):
         flat_v, oa, ob, lanes_v, geo_v, c_v, d_v = args[:7]
-        xa, xb, pya, pyb, xl = (b.extract_value(lanes_v, k) for k in range(5))
-        ax_v, dx_v, dy_v, il2, r, r2, r2l2, solid_v = (b.extract_value(geo_v, k) for k in range(8))
+        pxa, pxb, pya, pyb, xl = (b.extract_value(lanes_v, k) for k in range(5))
+        dx_v, dy_v, dxn_v, dyn_v, il_v, r, r2, r2l2, solid_v = (b.extract_value(geo_v, k) for k in range(9))
         data = context.make_array(signature.args[0])(context, b, flat_v).data
         pa = b.gep(data, [oa])
         pb = b.gep(data, [ob])
         zero = ir.Constant(_V8F, [0.0] * 8)
         one = ir.Constant(_V8F, [1.0] * 8)
-        x = b.fadd(_halves(b, xa, xb), ir.Constant(_V8F, [0.0, 1.0, 2.0, 3.0] * 2), flags=_FAST)
+        lane = ir.Constant(_V8F, [0.0, 1.0, 2.0, 3.0] * 2)
+        px0 = _halves(b, pxa, pxb)
+        in_row = b.fcmp_ordered("<=", lane, b.fsub(_splat(b, xl), px0, flags=_FAST))
+        px = b.fadd(px0, lane, flags=_FAST)
         py = _halves(b, pya, pyb)
-        in_row = b.fcmp_ordered("<=", x, _splat(b, xl))
         vdx = _splat(b, dx_v)
         vdy = _splat(b, dy_v)
-        px = b.fsub(x, _splat(b, ax_v), flags=_FAST)
-        dot = b.fadd(b.fmul(px, vdx, flags=_FAST), b.fmul(py, vdy, flags=_FAST), flags=_FAST)
-        t = b.fmul(dot, _splat(b, il2), flags=_FAST)
-        tc = _fmin(b, _fmax(b, t, zero), one)
-        ex = b.fsub(px, b.fmul(tc, vdx, flags=_FAST), flags=_FAST)
-        ey = b.fsub(py, b.fmul(tc, vdy, flags=_FAST), flags=_FAST)
-        d2 = b.fadd(b.fmul(ex, ex, flags=_FAST), b.fmul(ey, ey, flags=_FAST), flags=_FAST)
+        t = b.fadd(b.fmul(px, _splat(b, dxn_v), flags=_FAST), b.fmul(py, _splat(b, dyn_v), flags=_FAST), flags=_FAST)
+        cross = b.fsub(b.fmul(px, vdy, flags=_FAST), b.fmul(py, vdx, flags=_FAST), flags=_FAST)
+        d2a = _norm2(b, px, py)  # to the start point, nearest where t <= 0
+        d2b = _norm2(b, b.fsub(px, vdx, flags=_FAST), b.fsub(py, vdy, flags=_FAST))  # the end, t >= 1
         v = _splat(b, c_v)
         if INTERP:
-            v = b.fadd(v, b.fmul(tc, _splat(b, d_v), flags=_FAST), flags=_FAST)
+            v = b.fadd(v, b.fmul(_fmin(b, _fmax(b, t, zero), one), _splat(b, d_v), flags=_FAST), flags=_FAST)
         if not AA:
             is_solid = b.icmp_unsigned("!=", solid_v, ir.Constant(solid_v.type, 0))
             band = b.and_(b.fcmp_ordered(">=", t, zero), b.fcmp_ordered("<=", t, one))
             band = b.select(is_solid, band, ir.Constant(ir.VectorType(_I1, 8), [0] * 8))
-            cross = b.fsub(b.fmul(px, vdy, flags=_FAST), b.fmul(py, vdx, flags=_FAST), flags=_FAST)
             in_body = b.fcmp_ordered("<=", b.fmul(cross, cross, flags=_FAST), _splat(b, r2l2))
-            in_cap = b.fcmp_ordered("<=", d2, _splat(b, r2))
+            in_cap = b.fcmp_ordered("<=", b.select(b.fcmp_ordered("<", t, zero), d2a, d2b), _splat(b, r2))
             covered = b.and_(b.select(band, in_body, in_cap), in_row)
             new = _to_u8(b, v)
             if MAX:
@@ -155,14 +171,22 @@ def composite_quads(typingctx, flat, o_a, o_b, lanes, geo, c, d, aa, comp_max, i
                 new = b.select(b.icmp_unsigned(">", new, old), new, old)
             _store8(b, new, pa, pb, covered)
             return context.get_dummy_value()
-        cov = _fmax(b, _fmin(b, b.fsub(_splat(b, r), _sqrt(b, d2), flags=_FAST), one), zero)
+        # distance: |cross| / len in the body (no square root on that path), the end point's in
+        # the caps; the larger of the two is the right one in both (a cap is never nearer than
+        # the line), and a zero-length segment (t = 0, inv_len = 0) is all cap
+        cap2 = b.select(b.fcmp_ordered("<=", t, zero), d2a, b.select(b.fcmp_ordered(">=", t, one), d2b, zero))
+        body = b.fmul(_fabs(b, cross), _splat(b, il_v), flags=_FAST)
+        dist = _fmax(b, _sqrt(b, cap2), body)
+        cov = _fmax(b, _fmin(b, b.fsub(_splat(b, r), dist, flags=_FAST), one), zero)
         old = b.uitofp(_load8(b, pa, pb, in_row), _V8F)
+        half = ir.Constant(_V8F, [0.5] * 8)
         if MAX:
-            new = _fmax(b, b.fmul(v, cov, flags=_FAST), old)
+            new = b.fadd(_fmax(b, b.fmul(v, cov, flags=_FAST), old), half, flags=_FAST)
         else:
-            blend = b.fadd(old, b.fmul(b.fsub(v, old, flags=_FAST), cov, flags=_FAST), flags=_FAST)
-            new = b.select(b.fcmp_ordered(">=", cov, one), v, blend)
-        _store8(b, _to_u8(b, new), pa, pb, in_row)
+            # old + (v - old) * cov + 0.5 in one rounding (a fused multiply-add): exactly v + 0.5
+            # at full coverage, since v - old and old + 0.5 are exact for 0..255 values
+            new = _fma(b, cov, b.fsub(v, old), b.fadd(old, half))
+        _store8(b, b.trunc(b.fptosi(new, _V8I32), _V8I8), pa, pb, in_row)
         return context.get_dummy_value()
 
     return sig, codegen
