@@ -119,10 +119,14 @@ def _store8(b: ir.IRBuilder, value: ir.Value, pa: ir.Value, pb: ir.Value, mask: 
     _store(b, _quad(b, value, 1), pb, _quad(b, mask, 1))
 
 
+def _floor_u8(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
+    """Truncate (x >= 0, x < 256) to uint8."""
+    return b.trunc(b.fptosi(x, _V8I32), _V8I8)
+
+
 def _to_u8(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
     """Round half up (x >= 0, x < 255.5) to uint8."""
-    half = ir.Constant(_V8F, [0.5] * 8)
-    return b.trunc(b.fptosi(b.fadd(x, half, flags=_FAST), _V8I32), _V8I8)
+    return _floor_u8(b, b.fadd(x, ir.Constant(_V8F, [0.5] * 8), flags=_FAST))
 
 
 @intrinsic
@@ -179,14 +183,14 @@ def composite_quads(typingctx, flat, o_a, o_b, lanes, geo, c, d, aa, comp_max, i
         dist = _fmax(b, _sqrt(b, cap2), body)
         cov = _fmax(b, _fmin(b, b.fsub(_splat(b, r), dist, flags=_FAST), one), zero)
         old = b.uitofp(_load8(b, pa, pb, in_row), _V8F)
-        half = ir.Constant(_V8F, [0.5] * 8)
         if MAX:
-            new = b.fadd(_fmax(b, b.fmul(v, cov, flags=_FAST), old), half, flags=_FAST)
+            new = _to_u8(b, _fmax(b, b.fmul(v, cov, flags=_FAST), old))
         else:
             # old + (v - old) * cov + 0.5 in one rounding (a fused multiply-add): exactly v + 0.5
             # at full coverage, since v - old and old + 0.5 are exact for 0..255 values
-            new = _fma(b, cov, b.fsub(v, old), b.fadd(old, half))
-        _store8(b, b.trunc(b.fptosi(new, _V8I32), _V8I8), pa, pb, in_row)
+            old_half = b.fadd(old, ir.Constant(_V8F, [0.5] * 8))
+            new = _floor_u8(b, _fma(b, cov, b.fsub(v, old), old_half))
+        _store8(b, new, pa, pb, in_row)
         return context.get_dummy_value()
 
     return sig, codegen
