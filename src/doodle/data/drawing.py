@@ -171,6 +171,9 @@ class Reject:
     """Why it was rejected, e.g. "bad JSON: unexpected character"."""
     raw: str | None = None
     """The offending text (a line, or hex bytes for binary), cut to `RAW_LIMIT` characters."""
+    raw_length: int | None = None
+    """The record's own length in bytes (line ending excluded), which `raw` may show only the start of;
+    None: `len(raw)`."""
 
     RAW_LIMIT = 65_536
 
@@ -178,7 +181,7 @@ class Reject:
         raw = self.raw
         out: dict[str, Any] = {"source": self.source, "line": self.line, "reason": self.reason}
         if raw is not None:
-            out["raw_length"] = len(raw)
+            out["raw_length"] = len(raw) if self.raw_length is None else self.raw_length
             out["raw"] = raw[: self.RAW_LIMIT]
         return out
 
@@ -187,8 +190,28 @@ class Reject:
 
 
 def _is_ascii_digits(text: str | bytes) -> bool:
-    # str.isdigit() accepts "²" and other digits int() refuses; 20 digits is past 2**64 already.
-    return 0 < len(text) <= 20 and text.isascii() and text.isdigit()
+    # str.isdigit() accepts "²" and other digits int() refuses.
+    return len(text) > 0 and text.isascii() and text.isdigit()
+
+
+def _shown(text: str | bytes) -> str:
+    shown = text.decode("ascii") if isinstance(text, bytes) else text
+    return shown if len(shown) <= 40 else f"{shown[:40]}... ({len(shown)} characters)"
+
+
+class KeyIdRangeError(BadRecord):
+    """A key_id that is a number, but outside the unsigned 64-bit range.
+
+    A reader that has the record's source text passes the number's own spelling to `with_text`:
+    a JSON parser hands an integer literal past 2**64 over as an inexact float.
+    """
+
+    def __init__(self, text: str) -> None:
+        super().__init__(f"key_id {text} outside the unsigned 64-bit range")
+
+    @staticmethod
+    def with_text(text: str | bytes) -> str:
+        return str(KeyIdRangeError(_shown(text)))
 
 
 def parse_key_id(value: Any) -> int:
@@ -197,12 +220,17 @@ def parse_key_id(value: Any) -> int:
         raise BadRecord("key_id must be an integer, got a boolean")
     if isinstance(value, int):
         key = value
-    elif isinstance(value, str | bytes) and _is_ascii_digits(value.strip()):
-        key = int(value.strip())
+    elif isinstance(value, str | bytes) and _is_ascii_digits(text := value.strip()):
+        digits = text.lstrip(b"0" if isinstance(text, bytes) else "0")
+        if len(digits) > 20:  # past 2**64 already (and int() of a huge string is slow)
+            raise KeyIdRangeError(_shown(text))
+        key = int(text)
+    elif isinstance(value, float) and (value < 0 or value > MAX_KEY_ID):
+        raise KeyIdRangeError(f"{value:g}")  # an integer literal too large (or negative) for 64 bits
     else:
         raise BadRecord(f"key_id must be an unsigned integer or a string of digits, got {value!r:.40}")
     if not 0 <= key <= MAX_KEY_ID:
-        raise BadRecord(f"key_id {key} outside the unsigned 64-bit range")
+        raise KeyIdRangeError(str(key))
     return key
 
 

@@ -123,23 +123,26 @@ def expand_sources(
 
     Folders are walked recursively in sorted order, looking only at data extensions
     (`DATA_SUFFIXES`, and `.gz` of the text ones); a file there that fails detection is skipped,
-    with its reason. A folder holding `manifest.json` is a prepared store: it appears as
-    (folder, "store") and is not walked; a split folder of a store (STORE/val) appears as
-    (folder, "store-split") and reads that split only. An explicitly named file that fails detection raises
-    `UnknownFormatError`; missing paths raise `DoodleError` naming them all.
+    with its reason. Each real file and folder is visited once, however many symbolic links lead
+    to it (a link to a folder above it would otherwise be walked without end); a link to a file
+    already listed is skipped with a reason. A folder holding `manifest.json` is a prepared store: it
+    appears as (folder, "store") and is not walked; a split folder of a store (STORE/val) appears as
+    (folder, "store-split") and reads that split only. An explicitly named file that fails detection
+    raises `UnknownFormatError`; missing paths raise `DoodleError` naming them all.
     """
     items = _as_list(paths)
     missing = [str(p) for p in items if not p.exists()]
     if missing:
         raise DoodleError(f"no such file or folder: {', '.join(missing)}")
-    sources: list[tuple[Path, str]] = []
-    skipped: list[tuple[Path, str]] = []
+    walk = _Walk()
     for item in items:
         if item.is_dir():
-            _walk(item, sources, skipped)
+            walk.folder(item)
+        elif walk.first_visit(item):
+            walk.sources.append((item, detect_format(item)))
         else:
-            sources.append((item, detect_format(item)))
-    return sources, skipped
+            walk.skipped.append((item, f"the same file as {walk.seen[item.resolve()]}, which is read once"))
+    return walk.sources, walk.skipped
 
 
 def _is_store_split(folder: Path) -> bool:
@@ -150,23 +153,51 @@ def _is_store_split(folder: Path) -> bool:
     return folder.name in SPLITS
 
 
-def _walk(folder: Path, sources: list[tuple[Path, str]], skipped: list[tuple[Path, str]]) -> None:
-    if (folder / "manifest.json").is_file():
-        sources.append((folder, STORE))
-        return
-    if _is_store_split(folder):
-        sources.append((folder, STORE_SPLIT))
-        return
-    for entry in sorted(folder.iterdir()):
-        if entry.name.startswith("."):
-            continue
+class _Walk:
+    """What a walk over files and folders found, and the real paths it has been to."""
+
+    def __init__(self) -> None:
+        self.sources: list[tuple[Path, str]] = []
+        self.skipped: list[tuple[Path, str]] = []
+        self.seen: dict[Path, Path] = {}  # real path -> the path it was first reached by
+
+    def first_visit(self, path: Path) -> bool:
+        real = path.resolve()
+        if real in self.seen:
+            return False
+        self.seen[real] = path
+        return True
+
+    def folder(self, folder: Path) -> None:
+        if not self.first_visit(folder):  # a link back to a folder being (or already) walked
+            return
+        if (folder / "manifest.json").is_file():
+            self.sources.append((folder, STORE))
+        elif _is_store_split(folder):
+            self.sources.append((folder, STORE_SPLIT))
+        else:
+            for entry in sorted(folder.iterdir()):
+                if not entry.name.startswith("."):
+                    self.entry(entry)
+
+    def entry(self, entry: Path) -> None:
         if entry.is_dir():
-            _walk(entry, sources, skipped)
-        elif entry.is_file() and is_data_file(entry):
-            try:
-                sources.append((entry, detect_format(entry)))
-            except (UnknownFormatError, OSError) as err:
-                skipped.append((entry, str(err)))
+            self.folder(entry)
+        elif not is_data_file(entry):
+            return
+        elif not entry.exists():
+            self.skipped.append((entry, "a symbolic link to nothing (its target is missing)"))
+        elif not self.first_visit(entry):
+            first = self.seen[entry.resolve()]
+            self.skipped.append((entry, f"the same file as {first}, which is read once"))
+        elif entry.is_file():
+            self.file(entry)
+
+    def file(self, entry: Path) -> None:
+        try:
+            self.sources.append((entry, detect_format(entry)))
+        except (UnknownFormatError, OSError) as err:
+            self.skipped.append((entry, str(err)))
 
 
 def read(
@@ -175,16 +206,21 @@ def read(
     limits: Limits = DEFAULT_LIMITS,
     word: str | None = None,
     on_reject: Callable[[Reject], object] | None = None,
+    on_skip: Callable[[Path, str], object] | None = None,
 ) -> Iterator[Drawing]:
     """Every valid drawing of files, folders (recursive) and prepared stores, in order.
 
-    Sources are expanded (and checked) at the call, see `expand_sources`; skipped folder files are
-    logged as warnings. Each reject goes to `on_reject(reject)` when given, else to this module's
-    logger as a warning (source, line, reason).
+    Sources are expanded (and checked) at the call, see `expand_sources`. Each folder file that is
+    skipped goes to `on_skip(path, reason)` when given, else to this module's logger as a warning;
+    each reject goes to `on_reject(reject)` when given, else to the logger as a warning (source,
+    line, reason).
     """
     sources, skipped = expand_sources(paths)
     for path, reason in skipped:
-        log.warning("skipped %s: %s", path, reason)
+        if on_skip is not None:
+            on_skip(path, reason)
+        else:
+            log.warning("skipped %s: %s", path, reason)
     return _read_sources(sources, limits, word, on_reject)
 
 

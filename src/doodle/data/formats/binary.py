@@ -196,33 +196,48 @@ def _cut_record(path: Path, index: int, rest: bytes) -> Reject:
     return hex_reject(path, index, reason, rest[:RAW_HEX_BYTES], len(rest))
 
 
-def binary_plausibility(head: bytes) -> str | None:
-    """None when `head` (the first bytes of a file) starts like a drawing record, else why not.
+SNIFF_RECORDS = 64
+"""Records `binary_plausibility` walks at most."""
 
-    The checks are strict enough that a 28x28 bitmap file (mostly zero bytes: timestamp 0) or text
-    fails them: a 2-letter ASCII countrycode or two NULs, recognized 0/1, a timestamp in 2010..2030,
-    1..1024 strokes of 1..65535 points as far as `head` reaches.
+
+def binary_plausibility(head: bytes) -> str | None:
+    """None when `head` (the first bytes of a file) starts like a file of drawing records, else why not.
+
+    Records are walked as far as `head` reaches (up to `SNIFF_RECORDS`); the file is one of drawing
+    records when most of them have a plausible header: a 2-letter ASCII countrycode or two NULs,
+    recognized 0/1, a timestamp in 2010..2030, at most 1024 strokes. So one bad record (no strokes,
+    an empty stroke) does not hide a good file, while a 28x28 bitmap file (mostly zero bytes: its
+    "timestamps" are 0) or text fails at once. The reason given is the first record's problem.
     """
     if len(head) < HEADER.size:
         return f"too short for a drawing record ({len(head)} bytes)"
-    _key, country, recognized, stamp, n_strokes = HEADER.unpack_from(head)
-    if not (country == b"\0\0" or (country.isalpha() and country.isascii())):
-        return f"countrycode bytes {country!r} are not 2 ASCII letters"
-    if recognized not in (0, 1):
-        return f"recognized byte is {recognized}, not 0 or 1"
-    if not PLAUSIBLE_TIMES[0] <= stamp < PLAUSIBLE_TIMES[1]:
-        return f"timestamp {stamp} is not in 2010..2030"
-    if not 1 <= n_strokes <= DEFAULT_LIMITS.max_strokes:
-        return f"{n_strokes} strokes"
-    pos = HEADER.size
+    pos, walked, plausible, first = 0, 0, 0, None
+    while pos + HEADER.size <= len(head) and walked < SNIFF_RECORDS:
+        problem, pos = _sniff_record(head, pos)
+        walked += 1
+        plausible += problem is None
+        if first is None:
+            first = problem
+    return None if 2 * plausible > walked else first
+
+
+def _sniff_record(head: bytes, pos: int) -> tuple[str | None, int]:
+    """(why the record at `pos` does not look like one or None, where the next record starts)."""
+    _key, country, recognized, stamp, n_strokes = HEADER.unpack_from(head, pos)
+    end = pos + HEADER.size
     for _ in range(n_strokes):
-        if pos + 2 > len(head):
+        if end + 2 > len(head):
             break
-        (n,) = U16.unpack_from(head, pos)
-        if n == 0:
-            return "a stroke with no points"
-        pos += 2 + 2 * n
-    return None
+        end += 2 + 2 * U16.unpack_from(head, end)[0]
+    if not (country == b"\0\0" or (country.isalpha() and country.isascii())):
+        return f"countrycode bytes {country!r} are not 2 ASCII letters", end
+    if recognized not in (0, 1):
+        return f"recognized byte is {recognized}, not 0 or 1", end
+    if not PLAUSIBLE_TIMES[0] <= stamp < PLAUSIBLE_TIMES[1]:
+        return f"timestamp {stamp} is not in 2010..2030", end
+    if n_strokes > DEFAULT_LIMITS.max_strokes:
+        return f"{n_strokes} strokes", end
+    return None, end
 
 
 def encode_drawing(drawing: Drawing) -> bytes:

@@ -7,8 +7,6 @@ that is no drawing file raises `UnknownFormatError` with one sentence naming the
 
 from __future__ import annotations
 
-import gzip
-import zlib
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +14,7 @@ import orjson
 
 from doodle.data.formats.binary import binary_plausibility
 from doodle.data.formats.bitmap import ROW, npy_problem
-from doodle.data.formats.common import GZIP_MAGIC, open_bytes
+from doodle.data.formats.common import GZIP_MAGIC, SNIFF_LINE_BYTES, open_bytes, stream_damage
 from doodle.data.formats.kaggle_csv import parse_header
 from doodle.data.formats.ndjson import load_document
 from doodle.data.formats.npz import npz_subsets
@@ -25,7 +23,6 @@ from doodle.errors import DoodleError, UnknownFormatError
 SNIFF_BYTES = 1 << 16
 SNIFF_LINES = 20
 """Non-blank ndjson lines tried before giving up (a few bad first lines do not hide a good file)."""
-SNIFF_LINE_BYTES = 1 << 24
 NPY_MAGIC = b"\x93NUMPY"
 ZIP_MAGIC = b"PK\x03\x04"
 TEXT_FORMATS = ("raw-ndjson", "simplified-ndjson", "kaggle-csv")
@@ -36,8 +33,9 @@ def detect_format(path: Path | str) -> str:
 
     gzip is transparent: `cat.ndjson.gz` is "simplified-ndjson" (only text formats may be gzipped).
     ndjson is "raw-ndjson" when its first record has timing, else "simplified-ndjson". A `.bin` is
-    the drawing binary when its first record is plausible, else a headerless bitmap file when its size
-    is a multiple of 784.
+    the drawing binary when its first records are mostly plausible ones (`binary_plausibility`), else
+    a headerless bitmap file when its size is a multiple of 784. An .npz whose pickles name a function
+    other than numpy's array constructors is refused (`npz_subsets`); no such function is ever called.
     """
     path = Path(path)
     if path.is_dir():
@@ -88,11 +86,12 @@ def _detect_empty(path: Path) -> str:
 
 
 def _detect_gzip(path: Path) -> str:
-    try:
-        with gzip.open(path, "rb") as handle:
-            head = handle.read(SNIFF_BYTES)
-    except (OSError, EOFError, zlib.error) as err:
-        raise UnknownFormatError(f"{path}: not a Quick, Draw! drawing file: unreadable gzip ({err})") from None
+    """The format of a gzip's content; a damaged gzip is told by the part before the damage."""
+    with open_bytes(path) as handle:
+        head = handle.read(SNIFF_BYTES)
+    damage = stream_damage(handle)
+    if not head and damage is not None:
+        raise UnknownFormatError(f"{path}: not a Quick, Draw! drawing file: unreadable gzip ({damage.reason})")
     if not head:
         if path.name.lower().endswith((".ndjson.gz", ".jsonl.gz")):
             return "simplified-ndjson"
@@ -108,14 +107,17 @@ def _detect_gzip(path: Path) -> str:
 
 
 def _looks_like_text(head: bytes) -> bool:
-    """No NUL bytes (bitmaps and binary records are full of zeros) and UTF-8 but for a few bad bytes.
+    """Few NUL bytes (bitmaps and binary records are full of zeros) and UTF-8 but for a few bad bytes.
 
-    A few undecodable bytes are a bad record in a text file (a reject), not a binary file.
+    A few NULs or undecodable bytes are a bad record in a text file (a reject), not a binary file:
+    one damaged line must not decide the fate of the file's other lines.
     """
-    if b"\0" in head:
+    nuls = head.count(b"\0")
+    if nuls > len(head) // 10:
         return False
-    bad = len(head) - len(head.decode("utf-8", "ignore").encode())
-    return bad <= max(4, len(head) // 100)  # a character cut at the end of `head` costs up to 3
+    text = head.replace(b"\0", b"") if nuls else head
+    bad = len(text) - len(text.decode("utf-8", "ignore").encode())
+    return bad <= max(4, len(text) // 100)  # a character cut at the end of `head` costs up to 3
 
 
 NDJSON_SUFFIXES = (".ndjson", ".jsonl")
@@ -124,7 +126,7 @@ NDJSON_SUFFIXES = (".ndjson", ".jsonl")
 def _sniff_text(path: Path, head: bytes) -> tuple[str | None, str]:
     """(format, "") for ndjson / JSON documents / Kaggle CSVs, else (None, why not)."""
     fmt, why = _sniff_text_content(path, head)
-    if fmt is None and path.name.lower().removesuffix(".gz").endswith(NDJSON_SUFFIXES) and b"\0" not in head:
+    if fmt is None and path.name.lower().removesuffix(".gz").endswith(NDJSON_SUFFIXES):
         # The name says ndjson and the content is text: read it, so that every bad line becomes a
         # counted reject with its reason instead of the whole file vanishing as "not a drawing file".
         return "simplified-ndjson", ""
@@ -135,7 +137,7 @@ def _sniff_text_content(path: Path, head: bytes) -> tuple[str | None, str]:
     text = head.decode("utf-8", "ignore").lstrip("\ufeff \t\r\n")
     if text[:1] in ("{", "["):
         return _sniff_json(path)
-    first = text.split("\n", 1)[0].encode()
+    first = (text.splitlines() or [""])[0].encode()  # any line end: old-Mac files end lines with a lone CR
     header = parse_header(first)
     if isinstance(header, list):
         return "kaggle-csv", ""

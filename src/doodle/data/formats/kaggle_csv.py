@@ -22,9 +22,10 @@ from doodle.data.formats.common import (
     atomic_output,
     check_range,
     first_line,
-    iter_lines,
+    iter_text_records,
     record_to_item,
     text_reject,
+    utf8_problem,
 )
 from doodle.errors import DoodleError, UnknownFormatError
 
@@ -72,29 +73,21 @@ def iter_kaggle_csv(
     if isinstance(header, str):
         raise UnknownFormatError(f"{path}: not a Kaggle CSV: {header}")
     n_columns = len(header)
-    line_no = 0
-    for raw in iter_lines(path, start, end):
-        line_no += 1
-        if stats is not None:
-            stats.lines += 1
-        if start == 0 and line_no == 1:  # the header itself
-            continue
-        if raw.isspace():
-            continue
-        item = _parse_row(path, line_no, raw, header, n_columns, limits, word)
-        if stats is not None:
-            stats.records += 1
-            stats.rejects += isinstance(item, Reject)
-        yield item
+
+    def parse(line_no: int, raw: bytes) -> Drawing | Reject:
+        return _parse_row(path, line_no, raw, header, n_columns, limits, word)
+
+    # the header is line 1 of the range that starts the file
+    yield from iter_text_records(path, start, end, stats, parse, header_lines=1 if start == 0 else 0)
 
 
 def _parse_row(
     path: Path, line_no: int, raw: bytes, header: list[str], n_columns: int, limits: Limits, word: str | None
 ) -> Drawing | Reject:
     try:
-        row = next(csv.reader([raw.decode("utf-8")], strict=True))
+        row = _csv_row(raw.decode("utf-8"))
     except UnicodeDecodeError:
-        return text_reject(path, line_no, "row is not valid UTF-8", raw)
+        return text_reject(path, line_no, f"row is {utf8_problem(raw)}", raw)
     except (csv.Error, StopIteration) as err:
         return text_reject(path, line_no, f"broken CSV row: {err}", raw)
     if len(row) != n_columns:
@@ -102,6 +95,21 @@ def _parse_row(
     # An empty field is a missing value (Kaggle's test rows have no word, some no countrycode).
     obj = {name: value for name, value in zip(header, row, strict=True) if value != ""}
     return record_to_item(path, line_no, obj, raw, limits, word)
+
+
+def _csv_row(text: str) -> list[str]:
+    """The fields of one CSV line; a field over the csv module's size limit raises the limit.
+
+    The limit (131,072 characters by default) guards against a runaway quote swallowing a file, but
+    each row here is one line already in memory, and a valid raw drawing can be longer.
+    """
+    try:
+        return next(csv.reader([text], strict=True))
+    except csv.Error:
+        if len(text) <= csv.field_size_limit():
+            raise
+    csv.field_size_limit(len(text))
+    return next(csv.reader([text], strict=True))
 
 
 def write_kaggle_csv(drawings: Iterable[Drawing], path: Path | str, test: bool = False) -> int:

@@ -20,10 +20,11 @@ from doodle.data.formats.common import (
     ReadStats,
     atomic_output,
     check_range,
-    iter_lines,
+    iter_text_records,
     open_bytes,
     record_to_item,
     text_reject,
+    utf8_problem,
 )
 from doodle.errors import DoodleError
 
@@ -36,7 +37,8 @@ def parse_line(path: Path, line_no: int, raw: bytes, limits: Limits, word: str |
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError as err:
-        return text_reject(path, line_no, f"bad JSON: {err}", raw)
+        bad_text = "UTF-8" in str(err) and utf8_problem(raw)  # orjson says "surrogates not allowed"
+        return text_reject(path, line_no, f"line is {bad_text}" if bad_text else f"bad JSON: {err}", raw)
     return record_to_item(path, line_no, obj, raw, limits, word)
 
 
@@ -92,18 +94,7 @@ def iter_ndjson(
             raise ValueError(f"{path} is a single JSON document, which cannot be split by byte range")
         yield from _iter_document(path, doc, limits, word, stats)
         return
-    line_no = 0
-    for raw in iter_lines(path, start, end):
-        line_no += 1
-        if stats is not None:
-            stats.lines += 1
-        if raw.isspace():  # blank lines separate nothing and are not records
-            continue
-        item = parse_line(path, line_no, raw, limits, word)
-        if stats is not None:
-            stats.records += 1
-            stats.rejects += isinstance(item, Reject)
-        yield item
+    yield from iter_text_records(path, start, end, stats, lambda n, raw: parse_line(path, n, raw, limits, word))
 
 
 def _iter_document(
