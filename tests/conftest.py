@@ -8,6 +8,7 @@ Set DOODLE_SHARED to point at a shared/ folder elsewhere.
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import orjson
@@ -65,3 +66,32 @@ def small_store(quickdraw: Path, tmp_path_factory) -> Path:
     files = [quickdraw / "simplified" / f"JulienDuranleau_{c}.ndjson" for c in SMALL_STORE_CLASSES]
     prepare(files, out, PrepareConfig(val_fraction=0.2, progress=False, workers=1, row_group_size=128))
     return out
+
+
+class ReadOnlyFolder:
+    """A folder that commands run through `run` cannot write in, whoever runs the tests.
+
+    Root ignores permission bits, so as root the command runs in a private mount namespace where
+    the folder is bind-mounted read-only (a real read-only file system: EROFS); otherwise the
+    folder is simply made read-only (EACCES).
+    """
+
+    REMOUNT = 'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" && exec "$@"'
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.folder = root / "read-only"
+        self.folder.mkdir()
+        self.folder.chmod(0o555)
+
+    def run(self, argv: list[str], **kwargs) -> subprocess.CompletedProcess:
+        if os.geteuid() == 0:
+            argv = ["unshare", "--mount", "sh", "-c", self.REMOUNT, str(self.folder), *argv]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=300, **kwargs)
+
+
+@pytest.fixture
+def read_only_folder(tmp_path: Path):
+    """A `ReadOnlyFolder` under tmp_path."""
+    yield ReadOnlyFolder(tmp_path)
+    (tmp_path / "read-only").chmod(0o755)

@@ -146,5 +146,6 @@ def test_clean_scores_weights_and_cleaned_store(run: Path, store: Path, tmp_path
     assert manifest["splits"]["train"] == load_manifest(store)["splits"]["train"]
     kept = {d.key_id for d in iter_store(tmp_path / "clean", "val")}
     assert kept == set(scores.key_ids[w == 1].tolist())
-    assert main(["-q", "clean", str(run), "--data", str(store), "--out", str(tmp_path / "s2.parquet"),
-                 "--drop", "1.5"]) == 2
+    with pytest.raises(SystemExit) as exit_info:  # refused by the option's own check, before any work
+        main(["-q", "clean", str(run), "--data", str(store), "--out", str(tmp_path / "s2.parquet"), "--drop", "1.5"])
+    assert exit_info.value.code == 2

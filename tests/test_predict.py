@@ -181,7 +181,9 @@ def test_cli(quickdraw, fake_run, tmp_path, capsys):
     assert len(body) == 50
     assert main(["predict", str(tmp_path / "nowhere"), "--data", str(out), "--out", str(tmp_path / "x.csv")]) == 2
     assert main(["predict", str(run), "--data", str(out), "--out", str(out)]) == 2  # refuses to overwrite input
-    assert main(["predict", str(run), "--data", str(out), "--out", str(tmp_path / "y.csv"), "--batch-size", "0"]) == 2
+    with pytest.raises(SystemExit) as exit_info:  # argparse refuses it: one usage line
+        main(["predict", str(run), "--data", str(out), "--out", str(tmp_path / "y.csv"), "--batch-size", "0"])
+    assert exit_info.value.code == 2
 
 
 def test_write_submission_ties_and_names(tmp_path):

@@ -10,7 +10,9 @@ A checkpoint file (torch.save of plain data, loadable with `weights_only=True`) 
 * "train_state" (resumable checkpoints only): optimizer, scheduler, scaler, counters, RNG states.
 
 Files are written atomically (temporary file, fsync, rename), so a run killed at any moment
-leaves either the old checkpoint or the new one, never half of one.
+leaves either the old checkpoint or the new one, never half of one. The temporary of a write that
+a kill interrupted (`.last.pt.tmpPID`) is removed when a run starts or resumes in that folder
+(`doodle.fs.remove_stale_temporaries`).
 """
 
 from __future__ import annotations

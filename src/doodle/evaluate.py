@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,6 +36,8 @@ from doodle.data.formats.common import atomic_output
 from doodle.errors import DoodleError
 from doodle.metrics import label_rank
 from doodle.predictions_io import Predictions
+
+log = logging.getLogger(__name__)
 
 PathLike = str | os.PathLike[str]
 RELIABILITY_BINS = 10
@@ -258,18 +261,19 @@ def predict_in_memory(run_or_checkpoint: PathLike, sources: Sequence[PathLike], 
     """Predictions of a checkpoint (or averaged checkpoints) for `sources`, in memory."""
     from tqdm import tqdm
 
-    from doodle.data.formats import read
-    from doodle.predict import RejectCounter, iter_predictions, load_predictor
+    from doodle.predict import RejectCounter, iter_predictions, load_predictor, model_inputs
     from doodle.predictions_io import concat_batches
 
     model, preprocessor, classes, _meta, described = load_predictor(run_or_checkpoint, checkpoint, average)
     rejects = RejectCounter()
     parts = []
     with tqdm(unit=" drawings", desc="evaluate", disable=not progress, dynamic_ncols=True) as bar:
-        for b in iter_predictions(model, preprocessor, read(sources, on_reject=rejects),
+        for b in iter_predictions(model, preprocessor, model_inputs(sources, rejects),
                                   batch_size=batch_size, device=device, tta=list(tta), tta_mean=tta_mean):
             parts.append(Predictions(np.array(b.key_ids, np.uint64), b.probs, classes, list(b.words), b.time_features))
             bar.update(len(b))
+    if rejects.total:
+        log.warning(rejects.summary())
     if not parts:
         raise DoodleError(f"no drawings read from {', '.join(map(str, sources))}")
     out = concat_batches(parts)

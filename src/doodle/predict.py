@@ -253,6 +253,12 @@ class RejectCounter:
             log.warning("%s:%d: rejected: %s", reject.source, reject.line, reject.reason)
         self.reasons[reject.reason] += 1
 
+    def count(self, reason: str) -> None:
+        """Count a drawing skipped after reading (it has no source line to show)."""
+        if self.reasons[reason] == 0:
+            log.warning("skipped: %s", reason)
+        self.reasons[reason] += 1
+
     @property
     def total(self) -> int:
         return sum(self.reasons.values())
@@ -260,6 +266,47 @@ class RejectCounter:
     def summary(self) -> str:
         top = ", ".join(f"{reason} ({n})" for reason, n in self.reasons.most_common(5))
         return f"{self.total:,} record(s) rejected and skipped: {top}"
+
+
+BITMAP_ONLY = ("a 28x28 bitmap without strokes: doodle's models draw strokes, so a bitmap would be "
+               "a blank image with meaningless guesses")
+BITMAP_FORMATS = frozenset({"bitmap-npy", "bitmap-bin"})
+
+
+def model_inputs(sources: PathLike | Iterable[PathLike], rejects: RejectCounter) -> Iterator[Drawing]:
+    """The drawings of `sources` a model can take: every drawing with strokes, in input order.
+
+    Bad records and bitmap-only drawings (numpy bitmap files, or such rows of a store) are counted
+    in `rejects`; sources that are nothing but bitmap files are refused at once (DoodleError).
+    """
+    from doodle.data.formats import expand_sources, read
+    from doodle.errors import DoodleError
+
+    files, _skipped = expand_sources(sources)
+    if files and all(fmt in BITMAP_FORMATS for _, fmt in files):
+        names = ", ".join(str(path) for path, _ in files[:3]) + (" ..." if len(files) > 3 else "")
+        raise DoodleError(f"{names}: 28x28 bitmap files hold no strokes, and doodle's models draw strokes; "
+                          "predict stroke files instead (ndjson, Kaggle CSV, .bin, .npz)")
+    for drawing in read(sources, on_reject=rejects):  # a store split folder (STORE/val) reads that split
+        if drawing.strokes:
+            yield drawing
+        else:
+            rejects.count(BITMAP_ONLY)
+
+
+def prepare_output(out: PathLike) -> Path:
+    """Check before any work that `out` can be written, and remove temporaries of an earlier run
+    of it that was killed mid-write (`.OUT.tmpPID`)."""
+    from doodle.errors import DoodleError
+    from doodle.fs import check_writable, remove_stale_temporaries
+
+    out = Path(out)
+    if out.is_dir():
+        raise DoodleError(f"--out {out} is a folder; give a file name")
+    check_writable(out.parent, shown=str(out))
+    if out.parent.is_dir():
+        remove_stale_temporaries(out.parent, f".{out.name}.tmp*")
+    return out
 
 
 # -- checkpoint averaging ----------------------------------------------------------------------
@@ -351,21 +398,22 @@ def predict(run_or_checkpoint: PathLike, sources: PathLike | Iterable[PathLike],
     `run_or_checkpoint` is a checkpoint file, or a run folder whose `checkpoint` ("best", "last",
     "averaged", "ema" for best.pt's EMA weights, "last:K" for the average of its last K snapshots,
     or a path) is used; `average` lists checkpoint files whose weights are averaged instead. `tta`
-    names test-time views (`doodle.tta`). Records that cannot be read are skipped, counted and
-    logged; rows keep the input order.
+    names test-time views (`doodle.tta`). Records that cannot be read, and bitmap-only drawings,
+    are skipped, counted and logged (`model_inputs`); rows keep the input order. `out` is checked
+    to be writable before the model is loaded.
     """
     from tqdm import tqdm
 
-    from doodle.data.formats import read
     from doodle.tta import parse_tta
 
     views = parse_tta(list(tta))
+    out = prepare_output(out)
     model, preprocessor, classes, _meta, described = load_predictor(run_or_checkpoint, checkpoint, average)
-    parquet = Path(out).suffix.lower() == ".parquet"
+    parquet = out.suffix.lower() == ".parquet"
     if len(classes) < TOP_K and not parquet:
         log.warning("the checkpoint knows only %d classes: fewer than %d guesses per row", len(classes), TOP_K)
     rejects = RejectCounter()
-    drawings = read(sources, on_reject=rejects)  # a store split folder (STORE/val) reads that split
+    drawings = model_inputs(sources, rejects)
     log.info("predicting with %s (%d classes, TTA %s) -> %s", described, len(classes), views or "off", out)
     with tqdm(unit=" drawings", desc="predict", disable=not progress, dynamic_ncols=True) as bar:
         predictions = iter_predictions(model, preprocessor, drawings, batch_size=batch_size, device=device,

@@ -9,6 +9,7 @@ stays instant.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import os
@@ -16,6 +17,9 @@ import sys
 
 from doodle.errors import DoodleError
 from doodle.version import __version__
+
+USER_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT})
+"""File-system errors that are the environment's, not doodle's: reported in one line."""
 
 # In the order they appear in `doodle --help`: the pipeline's order.
 COMMANDS = ["synth", "download", "prepare", "info", "simplify", "convert", "render", "train", "predict", "evaluate",
@@ -88,6 +92,13 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's final flush does not fail again
         return 141
+    except OSError as err:
+        if err.errno not in USER_ERRNOS:
+            raise
+        # a folder made read-only, a full disk: the user's to fix, so one line, not a traceback
+        where = f": {err.filename}" if err.filename else ""
+        print(f"doodle {args.command}: error: {err.strerror}{where}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

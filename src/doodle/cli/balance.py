@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from doodle.cli.options import at_least
 from doodle.errors import DoodleError
 
 EXAMPLES = """\
@@ -35,8 +36,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="balancing method (default iterative)")
     p.add_argument("--expected", default=None, metavar="CSV",
                    help="class,count CSV of expected counts (default uniform)")
-    p.add_argument("--steps", type=int, default=3000, help="iterative: steps per alpha (default 3000)")
-    p.add_argument("--candidates", type=int, default=None,
+    p.add_argument("--steps", type=at_least(1), default=3000, help="iterative: steps per alpha (default 3000)")
+    p.add_argument("--candidates", type=at_least(1), default=None,
                    help="flow: classes per drawing in the flow graph (default all; 10 is plenty for big inputs)")
     p.set_defaults(func=run)
 

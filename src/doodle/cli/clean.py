@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from doodle.cli.options import at_least, fraction, non_negative_float
 from doodle.errors import DoodleError
 
 EXAMPLES = """\
@@ -32,11 +33,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, type=Path, metavar="STORE", help="the store to score")
     p.add_argument("--split", default="train", choices=["train", "val"], help="split to score (default train)")
     p.add_argument("--out", required=True, type=Path, help="scores .parquet to write")
-    p.add_argument("--drop", type=float, default=0.0, help="fraction of highest-loss drawings per class weighted 0")
-    p.add_argument("--min-entropy", type=float, default=0.0, help="weight 0 below this image entropy (bits)")
+    p.add_argument("--drop", type=fraction(upper_open=True), default=0.0,
+                   help="fraction of highest-loss drawings per class weighted 0")
+    p.add_argument("--min-entropy", type=non_negative_float, default=0.0,
+                   help="weight 0 below this image entropy (bits)")
     p.add_argument("--store-out", type=Path, default=None, help="also write the store without the dropped drawings")
     p.add_argument("--checkpoint", default="best", help="best (default), last, averaged, ema, last:K, or a file")
-    p.add_argument("--batch-size", type=int, default=256, help="drawings per forward pass (default 256)")
+    p.add_argument("--batch-size", type=at_least(1), default=256, help="drawings per forward pass (default 256)")
     p.set_defaults(func=run)
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from doodle.cli.options import at_least, positive_float
+
 EXAMPLES = """\
 examples:
   doodle download --categories cat dog "paint can" --format simplified --out data/simplified
@@ -54,8 +56,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="URL",
         help="mirror to fetch from (default: $DOODLE_BASE_URL or Google's bucket)",
     )
-    parser.add_argument("--retries", type=int, default=5, help="retries per file on transient errors (default 5)")
-    parser.add_argument("--timeout", type=float, default=60, help="seconds to wait for the network (default 60)")
+    parser.add_argument("--retries", type=at_least(0), default=5,
+                        help="retries per file on transient errors (default 5)")
+    parser.add_argument("--timeout", type=positive_float, default=60,
+                        help="seconds to wait for the network (default 60)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(func=run)
 

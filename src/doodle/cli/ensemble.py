@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from doodle.cli.options import at_least, non_negative_float
 from doodle.errors import DoodleError
 
 EXAMPLES = """\
@@ -38,14 +39,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, type=Path, help="output .parquet (probabilities) or .csv (submission)")
     p.add_argument("--method", default="mean", choices=["mean", "geom", "vote", "stack"],
                    help="mean (arithmetic, default), geom (geometric), vote (submission CSVs), stack (LightGBM)")
-    p.add_argument("--weights", nargs="+", type=float, default=None, metavar="W", help="one weight per input")
+    p.add_argument("--weights", nargs="+", type=non_negative_float, default=None, metavar="W",
+                   help="one weight per input")
     p.add_argument("--fit", default=None, choices=["score", "score-corr", "inv-loss", "map3"],
                    help="fit the blend weights on a labelled holdout")
     p.add_argument("--holdout", nargs="+", default=[], metavar="HOLDOUT",
                    help="the same models' predictions on labelled drawings (one per input, same order)")
-    p.add_argument("--candidates", type=int, default=10, help="stack: candidate classes per drawing (default 10)")
+    p.add_argument("--candidates", type=at_least(1), default=10,
+                   help="stack: candidate classes per drawing (default 10)")
     p.add_argument("--objective", default="binary", choices=["binary", "lambdarank"], help="stack: LightGBM objective")
-    p.add_argument("--rounds", type=int, default=200, help="stack: boosting rounds (default 200)")
+    p.add_argument("--rounds", type=at_least(1), default=200, help="stack: boosting rounds (default 200)")
     p.set_defaults(func=run)
 
 

@@ -38,9 +38,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from doodle.evaluate import evaluate_predictions, evaluate_run
+    from doodle.fs import check_writable
     from doodle.tta import parse_tta
 
     check_model_options(args)
+    check_writable(args.out)
     if str(args.run).lower().endswith(".csv"):
         raise DoodleError(f"{args.run}: a submission CSV has no probabilities or labels; evaluate a model, or "
                           "predictions written with --out X.parquet")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from doodle.cli.options import at_least
+
 EXAMPLES = """\
 examples:
   doodle export runs/resnet18 --out export/resnet18
@@ -37,9 +39,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--check-data", nargs="+", metavar="SRC",
                    help="real drawings for the ONNX-vs-PyTorch check, any format (default: "
                    "$DOODLE_SHARED/quickdraw/raw or ../shared/quickdraw/raw; class files are picked by name)")
-    p.add_argument("--check-n", type=int, default=256, metavar="N", help="drawings to check (default 256)")
+    p.add_argument("--check-n", type=at_least(1), default=256, metavar="N", help="drawings to check (default 256)")
     p.add_argument("--no-check", action="store_true", help="skip the agreement check")
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    p.add_argument("--opset", type=at_least(7), default=17, help="ONNX opset (default 17)")
     p.add_argument("--quantize", choices=["int8"], default=None,
                    help="write a static int8 model calibrated on the check drawings (~3x faster on CPU, "
                    "slightly different guesses; the check reports how different)")
@@ -47,11 +49,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from doodle.errors import DoodleError
     from doodle.export import export_onnx
+    from doodle.fs import check_writable
 
-    if args.check_n < 1:
-        raise DoodleError("--check-n must be at least 1")
+    check_writable(args.out)
     result = export_onnx(args.run, args.out, checkpoint=args.checkpoint, check_sources=args.check_data,
                          check=not args.no_check, check_n=args.check_n, opset=args.opset,
                          quantize=args.quantize)

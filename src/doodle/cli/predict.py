@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from doodle.cli.options import at_least
 from doodle.errors import DoodleError
 
 EXAMPLES = """\
@@ -56,7 +57,7 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
                    help="test-time views to average with the original: flip, dropout (comma-separated)")
     p.add_argument("--tta-mean", default="prob", choices=["prob", "log"],
                    help="average TTA views' probabilities (prob, default) or log-probabilities (log)")
-    p.add_argument("--batch-size", type=int, default=256, help="drawings per forward pass (default 256)")
+    p.add_argument("--batch-size", type=at_least(1), default=256, help="drawings per forward pass (default 256)")
     p.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from doodle.cli.options import at_least, fraction
+
 EPILOG = """\
 examples:
   doodle prepare data/synth --out store/
@@ -33,11 +35,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--classes", metavar="FILE|A,B,...",
                    help="class list in label order: a text file with one name per line, or comma-separated "
                    "names; drawings of other words are rejected (default: every word seen, sorted)")
-    p.add_argument("--val-fraction", type=float, default=0.05, help="fraction of drawings in val (default 0.05)")
-    p.add_argument("--seed", type=int, default=0, help="salt of split, buckets and shuffle (default 0)")
-    p.add_argument("--workers", type=int, default=0, help="processes (default: one per core)")
-    p.add_argument("--memory-mb", type=int, default=2048, help="memory budget for buffers (default 2048)")
-    p.add_argument("--shards", type=int, default=0, help="shards per split (default: from input size)")
+    p.add_argument("--val-fraction", type=fraction(upper_open=True), default=0.05,
+                   help="fraction of drawings in val (default 0.05)")
+    p.add_argument("--seed", type=at_least(0), default=0, help="salt of split, buckets and shuffle (default 0)")
+    p.add_argument("--workers", type=at_least(0), default=0, help="processes (default: one per core)")
+    p.add_argument("--memory-mb", type=at_least(16), default=2048,
+                   help="memory budget for buffers, at least 16 (default 2048)")
+    p.add_argument("--shards", type=at_least(0), default=0, help="shards per split (default: from input size)")
     p.add_argument("--overwrite", action="store_true", help="replace STORE if it exists")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
@@ -49,7 +53,8 @@ def parse_classes(value: str | None) -> list[str] | None:
         return None
     path = Path(value)
     if path.is_file():
-        names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+        # utf-8-sig: a byte-order mark (Windows editors write one) must not become part of the first name
+        names = [line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines()]
     else:
         names = [name.strip() for name in value.split(",")]
     names = [n for n in names if n]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from doodle.cli.options import fraction
+
 EXAMPLES = """\
 examples:
   doodle predict runs/a --data test_raw.csv --out test_a.parquet
@@ -27,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("predictions", metavar="PREDICTIONS", help="predictions .parquet of the drawings (doodle predict)")
     p.add_argument("--data", nargs="+", required=True, metavar="SRC", help="the drawings those predictions are of")
     p.add_argument("--out", required=True, type=Path, help="store folder to write")
-    p.add_argument("--threshold", type=float, default=0.9, help="least top-1 probability kept (default 0.9)")
+    p.add_argument("--threshold", type=fraction(), default=0.9, help="least top-1 probability kept (default 0.9)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.set_defaults(func=run)
 

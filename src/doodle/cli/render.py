@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from doodle.cli.options import at_least, non_negative_float, positive_float
 from doodle.errors import DoodleError
 
 EXAMPLES = """\
@@ -28,14 +29,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("src", nargs="?", help="a drawing file or folder (any format doodle reads)")
     p.add_argument("--list", action="store_true", help="list the encodings, one line each, and exit")
     p.add_argument("--encoding", default="order-speed-accel", help="encoding name (see --list)")
-    p.add_argument("--size", type=int, default=128, help="image side in pixels (default 128)")
+    p.add_argument("--size", type=at_least(8), default=128, help="image side in pixels (default 128)")
     p.add_argument("--out", default="gallery.png", help="PNG to write (default gallery.png)")
-    p.add_argument("--n", type=int, default=16, help="number of drawings (default 16)")
-    p.add_argument("--cols", type=int, default=4, help="drawings per gallery row (default 4)")
+    p.add_argument("--n", type=at_least(1), default=16, help="number of drawings (default 16)")
+    p.add_argument("--cols", type=at_least(1), default=4, help="drawings per gallery row (default 4)")
     p.add_argument("--sample", action="store_true", help="a seeded random sample instead of the first n")
-    p.add_argument("--seed", type=int, default=0, help="seed for --sample and --augment (default 0)")
-    p.add_argument("--line-width", type=float, default=6.0, help="line width in 256-px units (default 6)")
-    p.add_argument("--padding", type=float, default=4.0, help="blank border in 256-px units (default 4)")
+    p.add_argument("--seed", type=at_least(0), default=0, help="seed for --sample and --augment (default 0)")
+    p.add_argument("--line-width", type=positive_float, default=6.0, help="line width in 256-px units (default 6)")
+    p.add_argument("--padding", type=non_negative_float, default=4.0, help="blank border in 256-px units (default 4)")
     p.add_argument("--no-antialias", action="store_true", help="hard pixel edges")
     p.add_argument("--placement", choices=("fit", "frame"), default="fit", help="fit the bbox, or Google's frame")
     p.add_argument("--augment", action="store_true", help="apply the default vector augmentation first")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from doodle.cli.options import at_least
+
 EXAMPLES = """\
 examples:
   doodle synth --out data/synth
@@ -31,8 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder to write the files to")
-    parser.add_argument("--per-class", type=int, default=200, metavar="N", help="drawings per class (200)")
-    parser.add_argument("--seed", type=int, default=0, metavar="S", help="random seed, >= 0 (default 0)")
+    parser.add_argument("--per-class", type=at_least(1), default=200, metavar="N", help="drawings per class (200)")
+    parser.add_argument("--seed", type=at_least(0), default=0, metavar="S", help="random seed, >= 0 (default 0)")
     parser.add_argument(
         "--classes", nargs="+", metavar="NAME", help="only these classes (quote names with spaces; default all)"
     )

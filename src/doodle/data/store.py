@@ -13,7 +13,9 @@ memory with every core busy, so this is an external shuffle in two stages:
 
 The layout is `STORE/{train,val,test}/part-NNNNN.parquet` (the `split` column is also stored),
 `STORE/manifest.json` and `STORE/rejects.ndjson`. The store is built in `STORE.partial/` and
-renamed into place at the end, so a crashed run never leaves a half store behind.
+renamed into place at the end, so a crashed run never leaves a half store behind; an existing store
+(`overwrite`) stays whole until the new one is complete (`doodle.fs.replace_folder`), and a lock
+beside the store stops a second run into the same folder at once.
 """
 
 from __future__ import annotations
@@ -39,11 +41,16 @@ from doodle.data.drawing import DEFAULT_LIMITS, Drawing, Limits, Reject
 from doodle.data.split import bucket_of, is_val
 from doodle.data.table import SCHEMA, drawings_to_table, table_to_drawings
 from doodle.errors import DoodleError
+from doodle.fs import check_writable, exclusive_lock, recover_replaced, replace_folder
 from doodle.version import code_version
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
+MIN_MEMORY_MB = 16
+"""Below this the segment buffers (at least 1 MiB per worker) and Arrow's own needs do not fit."""
+MAX_SHARDS = 4096
+"""Most shuffle buckets (one open batch each per map segment; the automatic choice stops here too)."""
 STORE_SHARD = "store-shard"  # a task reading one Parquet shard of an input store
 
 # Arrow bytes per input byte, by format: raw JSON spells a float32 in ~18 characters, the binary
@@ -76,6 +83,21 @@ class PrepareConfig:
     """Bounds past which a record is rejected as absurd."""
     progress: bool = True
     """Show progress bars."""
+
+    def check(self) -> None:
+        """Raise DoodleError naming the first option out of its range (before any work is done)."""
+        rules = [
+            (0.0 <= self.val_fraction < 1.0, f"val_fraction must be in [0, 1), got {self.val_fraction}"),
+            (0 <= self.seed < 2**63, f"seed must be in 0..2**63-1, got {self.seed}"),
+            (self.workers >= 0, f"workers must be 0 (one per core) or more, got {self.workers}"),
+            (self.memory_mb >= MIN_MEMORY_MB, f"memory_mb must be at least {MIN_MEMORY_MB}, got {self.memory_mb}"),
+            (self.chunk_mb > 0, f"chunk_mb must be positive, got {self.chunk_mb}"),
+            (0 <= self.shards <= MAX_SHARDS, f"shards must be 0 (automatic) to {MAX_SHARDS}, got {self.shards}"),
+            (self.row_group_size >= 1, f"row_group_size must be at least 1, got {self.row_group_size}"),
+        ]
+        for ok, message in rules:
+            if not ok:
+                raise DoodleError(message)
 
 
 @dataclass(frozen=True)
@@ -129,24 +151,46 @@ def prepare(sources: Sequence[str | os.PathLike], out: str | os.PathLike, config
             *, overwrite: bool = False) -> dict:
     """Build a store at `out` from files and folders in `sources`; returns the manifest.
 
-    Raises `DoodleError` when `out` exists (unless `overwrite`) or no input file is found.
+    Raises `DoodleError` before any work when an option is out of range, `out` exists (unless
+    `overwrite`) or cannot be written, no input file is found, or another process is preparing
+    `out`. An existing store is replaced only once the new one is complete.
     """
     from doodle.data.formats import expand_sources
 
     cfg = config or PrepareConfig()
-    if not 0.0 <= cfg.val_fraction < 1.0:
-        raise DoodleError(f"val_fraction must be in [0, 1), got {cfg.val_fraction}")
+    cfg.check()
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise DoodleError(f"{out} already exists (pass --overwrite to replace it)")
+    _check_out(out, overwrite)
     files, skipped = expand_sources([Path(s) for s in sources])
     for path, reason in skipped:
         log.warning("skipped %s: %s", path, reason)
     if not files:
         raise DoodleError(f"no drawing files found in {', '.join(map(str, sources))}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with exclusive_lock(out, "prepared"):
+        recover_replaced(out)
+        _check_out(out, overwrite)  # again, now that no other run can be changing it
+        work = out.with_name(out.name + ".partial")
+        manifest = _build(files, skipped, work, cfg)
+        replace_folder(work, out)
+    return manifest
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    """Refuse an output that this run could not or should not replace."""
+    if out.exists() and not out.is_dir():
+        raise DoodleError(f"--out {out} is a file, not a store folder")
+    if out.exists() and not overwrite:
+        raise DoodleError(f"{out} already exists (pass --overwrite to replace it)")
+    if out.is_dir() and any(out.iterdir()) and not (out / "manifest.json").is_file():
+        raise DoodleError(f"--out {out} is a folder that is not a doodle store: refusing to replace it")
+    check_writable(out.parent, shown=str(out))  # the lock, STORE.partial and the swap live beside it
+
+
+def _build(files: list, skipped: list, work: Path, cfg: PrepareConfig) -> dict:
+    """The whole store in `work`: map, reduce, rejects and manifest."""
     started = time.time()
-    work = out.with_name(out.name + ".partial")
-    shutil.rmtree(work, ignore_errors=True)
+    shutil.rmtree(work, ignore_errors=True)  # a killed run's leftovers (we hold the lock)
     (work / "_tmp").mkdir(parents=True)
     workers = cfg.workers or os.cpu_count() or 1
     tasks = _plan_tasks(files, max(1, int(cfg.chunk_mb * 2**20)))
@@ -160,9 +204,6 @@ def prepare(sources: Sequence[str | os.PathLike], out: str | os.PathLike, config
                          time.time() - started, unknown)
     (work / "manifest.json").write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
     shutil.rmtree(work / "_tmp")
-    if out.exists():
-        shutil.rmtree(out)
-    work.rename(out)
     return manifest
 
 
@@ -236,7 +277,7 @@ def _choose_buckets(tasks: list[_Task], workers: int, memory_mb: int) -> int:
     """Enough buckets that one per worker (with working copies, x3) fits the memory budget."""
     arrow_bytes = sum(p.size * _EXPANSION.get(p.fmt, _DEFAULT_EXPANSION) for t in tasks for p in t.parts)
     per_bucket = (memory_mb << 20) / (3 * workers)
-    return max(1, min(4096, math.ceil(arrow_bytes / per_bucket)))
+    return max(1, min(MAX_SHARDS, math.ceil(arrow_bytes / per_bucket)))
 
 
 # -- map stage ------------------------------------------------------------------------------------
@@ -315,7 +356,8 @@ def _map_part(part: _Part, writer: _SegmentWriter, rejects, result: _TaskResult,
             rejects.write(orjson.dumps(record.to_json_dict()) + b"\n")
             continue
         result.accepted += 1
-        result.words[record.word] += 1
+        if record.word is not None:  # unlabelled (Kaggle test rows) is no class: None cannot sort with names
+            result.words[record.word] += 1
         writer.add(record, part.path)
     counts.lines = stats.lines
     return counts
@@ -334,11 +376,29 @@ def _records(part: _Part, limits: Limits, stats) -> Iterator[Drawing | Reject]:
     from doodle.data.formats import iter_records
 
     if part.fmt != STORE_SHARD:
-        yield from iter_records(part.path, part.fmt, limits=limits, start=part.start, end=part.end, stats=stats)
+        try:
+            yield from iter_records(part.path, part.fmt, limits=limits, start=part.start, end=part.end, stats=stats)
+        except _READ_FAILURES as err:  # the file changed or broke under the reader: one reject, not a dead run
+            yield _failure_reject(part, stats, err)
         return
     for drawing in _iter_shard(part.path):
         stats.records += 1
         yield drawing
+
+
+_READ_FAILURES = (OSError, EOFError, DoodleError)
+"""What reading a file can raise past the readers' own checks (it vanished, it changed since it was
+detected): the records read so far count, and the failure is one reject."""
+
+
+def _failure_reject(part: _Part, stats, err: Exception) -> Reject:
+    from doodle.data.formats import SPLITTABLE_FORMATS
+
+    position = stats.lines + 1 if part.fmt in SPLITTABLE_FORMATS else stats.records
+    stats.lines += part.fmt in SPLITTABLE_FORMATS
+    stats.records += 1
+    stats.rejects += 1
+    return Reject(part.path, position, f"reading stopped by an error: {type(err).__name__}: {err}")
 
 
 def _reason_kind(reason: str) -> str:
@@ -607,6 +667,20 @@ def describe(manifest: dict, max_classes: int = 20) -> str:
         lines += [f"  {c:<{width}}  {train.get(c, 0):>8,}  {val.get(c, 0):>7,}" for c in shown]
         if len(ranked) > len(shown):
             lines.append(f"  ... and {len(ranked) - len(shown)} more classes (doodle info --all)")
-    if manifest["skipped_files"]:
-        lines.append(f"  skipped {len(manifest['skipped_files'])} non-drawing files (listed in manifest.json)")
+    lines += _describe_skipped(manifest["skipped_files"])
     return "\n".join(lines)
+
+
+SHOWN_SKIPPED = 50
+
+
+def _describe_skipped(skipped: dict[str, str]) -> list[str]:
+    """Each skipped file with its reason (the first `SHOWN_SKIPPED`; all are in manifest.json)."""
+    if not skipped:
+        return []
+    lines = [f"  skipped {len(skipped):,} files (not read, not counted in input):"]
+    for path, reason in list(skipped.items())[:SHOWN_SKIPPED]:
+        lines.append(f"    {path}: {reason.removeprefix(f'{path}: ')}")
+    if len(skipped) > SHOWN_SKIPPED:
+        lines.append(f"    ... and {len(skipped) - SHOWN_SKIPPED:,} more (listed in manifest.json)")
+    return lines

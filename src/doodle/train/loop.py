@@ -22,6 +22,7 @@ from doodle.checkpoint import atomic_save, average_state_dicts, make_checkpoint,
 from doodle.config import save_config, to_dict
 from doodle.data.store import load_manifest
 from doodle.errors import DoodleError
+from doodle.fs import check_writable, remove_stale_temporaries
 from doodle.models import create_model
 from doodle.preprocess import Preprocessor
 from doodle.train.config import TrainConfig
@@ -109,7 +110,11 @@ class Trainer:
             raise DoodleError(f"--resume: no {last} to resume from")
         if not resume and last.is_file():
             raise DoodleError(f"{self.out} already holds a run; pass --resume to continue it or choose another --out")
+        check_writable(self.out)
         self.out.mkdir(parents=True, exist_ok=True)
+        if self.env.is_main:  # checkpoint temporaries of a run killed mid-write (up to the model's size each)
+            for folder in (self.out, self.out / "checkpoints"):
+                remove_stale_temporaries(folder)
 
     def _init_from(self, path: str) -> None:
         from doodle.checkpoint import resolve_checkpoint
