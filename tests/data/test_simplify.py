@@ -11,10 +11,12 @@ from conftest import load_ndjson
 
 from doodle.data.drawing import Drawing
 from doodle.data.simplify import (
+    SimplifyLimitError,
     align_and_scale,
     rdp,
     rdp_mask,
     resample,
+    resampled_size,
     round_points,
     simplify,
     simplify_flat,
@@ -331,3 +333,85 @@ def test_cli_simplify_missing_source(tmp_path, capsys):
 
     assert main(["simplify", str(tmp_path / "nope.ndjson"), "--out", str(tmp_path / "o.ndjson")]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+# -- work limits -------------------------------------------------------------------------------------
+
+
+def zigzag(n: int, step: float = 1.0) -> np.ndarray:
+    """x advancing by `step`, y alternating 0 / 1000: resampling makes ~255 points per segment and
+    RDP's work grows with the square of the segments."""
+    i = np.arange(n, dtype=np.float64)
+    return np.stack([i * step, np.where(i % 2 == 0, 0.0, 1000.0)], axis=1)
+
+
+def rdp_work(strokes) -> int:
+    """The RDP work (point-to-chord distances) the pipeline spends on `strokes`, measured by the kernel."""
+    from doodle.data.simplify import NO_LIMIT, _flat, _simplify_flat_kernel
+
+    points, offsets = _flat(strokes)
+    return int(_simplify_flat_kernel(points, offsets, 255.0, 1.0, 2.0, NO_LIMIT, NO_LIMIT)[3])
+
+
+def test_resampled_size_is_the_number_of_resampled_points():
+    rng = np.random.default_rng(5)
+    for _ in range(30):
+        strokes = random_strokes(rng, int(rng.integers(1, 6)))
+        expected = sum(len(resample(s)) for s in align_and_scale(strokes))
+        assert resampled_size(strokes) == expected
+    assert resampled_size([]) == 0
+    assert resampled_size([zigzag(20_000)]) == 255_002  # a 300 KB body, a quarter of a million points
+
+
+def test_limits_at_the_exact_figures_change_nothing_and_one_less_refuses():
+    rng = np.random.default_rng(9)
+    for strokes in [random_strokes(rng, 4), random_strokes(rng, 1), [zigzag(60)]]:
+        points, work = resampled_size(strokes), rdp_work(strokes)
+        free = simplify_strokes(strokes)
+        limited = simplify_strokes(strokes, max_points=points, max_work=work)
+        for a, b in zip(free, limited, strict=True):
+            np.testing.assert_array_equal(a, b)
+        with pytest.raises(SimplifyLimitError, match=f"resample to {points:,} points, the limit is {points - 1:,}"):
+            simplify_strokes(strokes, max_points=points - 1)
+        if work:
+            with pytest.raises(SimplifyLimitError, match=f"too complex to simplify.*more than {work - 1:,}"):
+                simplify_strokes(strokes, max_work=work - 1)
+
+
+def test_limits_bound_a_pathological_zigzag_before_the_work():
+    """Unlimited, this zigzag (5.1 million resampled points) takes about a minute of RDP."""
+    import time
+
+    steep = zigzag(20_000, step=0.01)
+    start = time.perf_counter()
+    with pytest.raises(SimplifyLimitError, match="5,099,747 points"):
+        simplify_strokes([steep], max_points=200_000)
+    with pytest.raises(SimplifyLimitError, match="too complex"):
+        simplify_strokes([steep], max_work=1_000_000)
+    with pytest.raises(SimplifyLimitError, match="too complex"):
+        simplify(Drawing(key_id=1, strokes=[zigzag(400)]), max_work=1_000_000)
+    assert time.perf_counter() - start < 10
+
+
+def test_limits_must_not_be_negative_and_flat_takes_them_too():
+    with pytest.raises(ValueError, match="max_work must be >= 0"):
+        simplify_strokes([zigzag(5)], max_work=-3)
+    points, offsets = Drawing(key_id=1, strokes=[zigzag(300)]).to_flat()
+    with pytest.raises(SimplifyLimitError):
+        simplify_flat(points, offsets, max_points=1_000)
+
+
+def test_server_limits_let_every_real_raw_drawing_through(quickdraw):
+    """Every raw drawing of ../shared/quickdraw/raw within the server's default limits, with room
+    to spare (measured over 10,129 drawings: at most 35,929 resampled points and 439,279 RDP
+    distances, both from one yoga drawing)."""
+    from doodle.serve.settings import ServeSettings
+
+    limits = ServeSettings()
+    most_points = most_work = 0
+    for path in sorted((quickdraw / "raw").glob("*.ndjson")):
+        for raw in load_ndjson(path):
+            strokes = [s for s in raw.strokes if len(s)]
+            most_points = max(most_points, resampled_size(strokes))
+            most_work = max(most_work, rdp_work(strokes))
+    assert 0 < most_points * 4 < limits.max_simplify_points and 0 < most_work * 20 < limits.max_simplify_work

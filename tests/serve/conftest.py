@@ -57,3 +57,21 @@ def live_server(engine, tiny_export: Path) -> Iterator[LiveServer]:
 
     with LiveServer(create_app(ServeSettings(model=str(tiny_export)), engine)) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def untrained_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run folder with the tiny model's initial weights (no data needed)."""
+    from .serve_helpers import untrained_run
+
+    return untrained_run(tmp_path_factory.mktemp("untrained-run"))
+
+
+@pytest.fixture(scope="session")
+def bare_engine(untrained_model: Path):
+    """The untrained model, exported to ONNX at load as `doodle serve RUN` does."""
+    from doodle.serve.inference import load_engine
+
+    eng = load_engine(untrained_model, threads=2)
+    yield eng
+    eng.close()

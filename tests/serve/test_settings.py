@@ -22,6 +22,17 @@ def test_settings_from_env(monkeypatch):
     assert ServeSettings.from_env(model="m", threads=3).inference_threads == 3
 
 
+def test_limit_settings_from_env(monkeypatch):
+    monkeypatch.setenv("DOODLE_HEADER_TIMEOUT", "2.5")
+    monkeypatch.setenv("DOODLE_BODY_TIMEOUT", "7")
+    monkeypatch.setenv("DOODLE_MAX_SIMPLIFY_WORK", "123456")
+    monkeypatch.setenv("DOODLE_MAX_CONNECTIONS", "64")
+    s = ServeSettings.from_env(model="m")
+    assert (s.header_timeout, s.body_timeout, s.max_simplify_work, s.max_connections) == (2.5, 7.0, 123456, 64)
+    assert s.limits["header_timeout"] == 2.5 and s.limits["max_simplify_work"] == 123456
+    assert "model" not in s.limits and "host" not in s.limits
+
+
 @pytest.mark.parametrize("name, value, needle", [
     ("DOODLE_PORT", "eighty", "must be an integer"),
     ("DOODLE_MAX_POINTS", "0", "must be at least 1"),
@@ -29,6 +40,12 @@ def test_settings_from_env(monkeypatch):
     ("DOODLE_THREADS", "-1", "threads must be >= 0"),
     ("DOODLE_BACKEND", "tensorflow", "onnx or torch"),
     ("DOODLE_PORT", "70000", "port"),
+    ("DOODLE_HEADER_TIMEOUT", "soon", "must be a number"),
+    ("DOODLE_BODY_TIMEOUT", "0", "positive finite number of seconds"),
+    ("DOODLE_HEADER_TIMEOUT", "nan", "positive finite number of seconds"),
+    ("DOODLE_HEADER_TIMEOUT", "inf", "positive finite number of seconds"),
+    ("DOODLE_MAX_SIMPLIFY_POINTS", "0", "must be at least 1"),
+    ("DOODLE_MAX_CONNECTIONS", "-5", "must be at least 1"),
 ])
 def test_bad_settings(monkeypatch, name, value, needle):
     monkeypatch.setenv(name, value)

@@ -13,8 +13,10 @@ examples:
 Open the printed URL to draw (live top-3 guesses, undo, clear, a 20-second game). The API:
 POST /predict {"strokes": [[[x...], [y...], [t...]], ...], "top_k": 3}, GET /classes, GET /healthz,
 docs at /docs. Every flag can also come from the environment: DOODLE_HOST, DOODLE_PORT,
-DOODLE_BACKEND, DOODLE_THREADS, DOODLE_WORKERS, DOODLE_MAX_BATCH, DOODLE_MAX_BODY_BYTES, DOODLE_MAX_STROKES,
-DOODLE_MAX_POINTS, DOODLE_MAX_TOP_K.
+DOODLE_BACKEND, DOODLE_THREADS, DOODLE_WORKERS, DOODLE_MAX_BATCH; and the limits, shown by /healthz:
+DOODLE_MAX_BODY_BYTES, DOODLE_MAX_STROKES, DOODLE_MAX_POINTS, DOODLE_MAX_TOP_K, DOODLE_MAX_SIMPLIFY_POINTS,
+DOODLE_MAX_SIMPLIFY_WORK, DOODLE_HEADER_TIMEOUT, DOODLE_BODY_TIMEOUT (seconds), DOODLE_MAX_HEADER_BYTES,
+DOODLE_MAX_CONNECTIONS.
 """
 
 
@@ -43,8 +45,10 @@ def run(args: argparse.Namespace) -> int:
 
     import uvicorn
 
+    from doodle.errors import DoodleError
     from doodle.serve.app import create_app
     from doodle.serve.inference import load_engine
+    from doodle.serve.server import uvicorn_config
     from doodle.serve.settings import ServeSettings
 
     settings = ServeSettings.from_env(model=args.model, host=args.host, port=args.port, checkpoint=args.checkpoint,
@@ -57,7 +61,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"doodle: serving {settings.model} ({engine.backend}, {len(engine.classes)} classes) at "
               f"http://{settings.host}:{settings.port}/  (API docs: /docs; Ctrl+C stops)", flush=True)
         level = "warning" if logging.getLogger().level >= logging.WARNING else "info"
-        uvicorn.run(app, host=settings.host, port=settings.port, log_level=level, access_log=False)
+        server = uvicorn.Server(uvicorn_config(app, settings, log_level=level, access_log=False))
+        server.run()
+        if not server.started:  # uvicorn has logged why (the port is taken, ...)
+            raise DoodleError(f"the server could not start on {settings.host}:{settings.port}")
     finally:
         engine.close()
     return 0

@@ -29,6 +29,14 @@ never divided by zero.
 
 The hot loops are numba kernels over flat point arrays; `simplify_strokes` runs the whole pipeline
 in one kernel call per drawing, `simplify_flat` does the same for an already flat drawing.
+
+Work limits. Resampling makes one point per scaled pixel of arc length, so a stroke that zigzags
+across the whole frame makes millions of points from a few thousand, and RDP is quadratic in the
+worst case (a zigzag of 5 million resampled points takes about a minute). A server bounds both with
+`max_points` (points resampling may produce; `resampled_size` computes the figure in O(n) before
+any work) and `max_work` (points RDP may measure, all strokes together); over either the pipeline
+raises `SimplifyLimitError` instead of working on. Both default to no limit, so library callers get
+Google's pipeline unchanged; the limits never change the output of a drawing they let through.
 """
 
 from __future__ import annotations
@@ -52,15 +60,27 @@ __all__ = [
     "EPSILON",
     "SIZE",
     "SPACING",
+    "SimplifyLimitError",
     "align_and_scale",
     "rdp",
     "rdp_mask",
     "resample",
+    "resampled_size",
     "round_points",
     "simplify",
     "simplify_flat",
     "simplify_strokes",
 ]
+
+
+NO_LIMIT = -1
+"""The kernels' value for "no limit" on points or work."""
+_OK, _TOO_MANY_POINTS, _TOO_MUCH_WORK = 0, 1, 2
+"""Status codes of `_simplify_flat_kernel`."""
+
+
+class SimplifyLimitError(ValueError):
+    """A drawing whose simplification would exceed `max_points` or `max_work`."""
 
 
 # -- numba kernels ------------------------------------------------------------------------------
@@ -126,24 +146,35 @@ def _resample_into(xs: np.ndarray, ys: np.ndarray, spacing: float, out: np.ndarr
 @njit(cache=True, nogil=True)
 def _rdp_mask(pts: np.ndarray, epsilon: float) -> np.ndarray:
     """Which rows of pts (n, 2) Ramer-Douglas-Peucker keeps (first of equal maxima, strict > eps)."""
+    return _rdp_mask_limited(pts, epsilon, NO_LIMIT)[0]
+
+
+@njit(cache=True, nogil=True)
+def _rdp_mask_limited(pts: np.ndarray, epsilon: float, max_work: int) -> tuple[np.ndarray, int]:
+    """`_rdp_mask` and the work it took (points measured against a chord), giving up before the
+    scan that would take the work over `max_work` (NO_LIMIT: never); work > max_work says it gave up."""
     n = pts.shape[0]
     keep = np.zeros(n, np.bool_)
     if n == 0:
-        return keep
+        return keep, 0
     keep[0] = True
     keep[n - 1] = True
     if n < 3:
-        return keep
+        return keep, 0
     stack = np.empty((n, 2), np.int64)
     stack[0, 0] = 0
     stack[0, 1] = n - 1
     top = 1
+    work = 0
     while top > 0:
         top -= 1
         a = stack[top, 0]
         b = stack[top, 1]
         if b - a < 2:
             continue
+        work += b - a - 1
+        if max_work != NO_LIMIT and work > max_work:
+            return keep, work  # the scan is not done: a count over the limit, not the total
         x0 = pts[a, 0]
         y0 = pts[a, 1]
         dx = pts[b, 0] - x0
@@ -172,7 +203,7 @@ def _rdp_mask(pts: np.ndarray, epsilon: float) -> np.ndarray:
             stack[top + 1, 0] = index
             stack[top + 1, 1] = b
             top += 2
-    return keep
+    return keep, work
 
 
 @njit(cache=True, nogil=True)
@@ -206,30 +237,52 @@ def _align_scale_kernel(points: np.ndarray, size: float) -> np.ndarray:
 
 
 @njit(cache=True, nogil=True)
-def _simplify_flat_kernel(
-    points: np.ndarray, offsets: np.ndarray, size: float, spacing: float, epsilon: float
-) -> tuple[np.ndarray, np.ndarray]:
-    scaled = _align_scale_kernel(points, size)
-    n_strokes = len(offsets) - 1
-    # one buffer for the longest resampled stroke; the output is at most the sum of them all
-    longest = 0
+def _resampled_count(scaled: np.ndarray, offsets: np.ndarray, spacing: float) -> tuple[int, int]:
+    """(points resampling makes of every stroke together, rows of the longest stroke's buffer)."""
     total = 0
-    for s in range(n_strokes):
+    longest = 0
+    for s in range(len(offsets) - 1):
         a = offsets[s]
         b = offsets[s + 1]
         if b > a:
-            room = _n_samples(_stroke_length(scaled[a:b, 0], scaled[a:b, 1]), spacing) + 2
-            longest = max(longest, room)
-            total += room
+            rows = _n_samples(_stroke_length(scaled[a:b, 0], scaled[a:b, 1]), spacing) + 1
+            longest = max(longest, rows + 1)
+            total += rows
+    return total, longest
+
+
+@njit(cache=True, nogil=True)
+def _resampled_size_kernel(points: np.ndarray, offsets: np.ndarray, size: float, spacing: float) -> int:
+    return _resampled_count(_align_scale_kernel(points, size), offsets, spacing)[0]
+
+
+@njit(cache=True, nogil=True)
+def _simplify_flat_kernel(
+    points: np.ndarray, offsets: np.ndarray, size: float, spacing: float, epsilon: float,
+    max_points: int, max_work: int,
+) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """(points, offsets, status, figure): status _OK, or _TOO_MANY_POINTS with the points resampling
+    would make (nothing resampled), or _TOO_MUCH_WORK with the RDP work when it gave up."""
+    scaled = _align_scale_kernel(points, size)
+    n_strokes = len(offsets) - 1
+    out_offsets = np.zeros(n_strokes + 1, np.int64)
+    # one buffer for the longest resampled stroke; the output is at most the sum of them all
+    total, longest = _resampled_count(scaled, offsets, spacing)
+    if max_points != NO_LIMIT and total > max_points:
+        return np.empty((0, 2)), out_offsets, _TOO_MANY_POINTS, total
     buffer = np.empty((longest, 2))
     out = np.empty((total, 2))
-    out_offsets = np.zeros(n_strokes + 1, np.int64)
     k = 0
+    work = 0
     for s in range(n_strokes):
         a = offsets[s]
         b = offsets[s + 1]
         end = _resample_into(scaled[a:b, 0], scaled[a:b, 1], spacing, buffer, 0)
-        keep = _rdp_mask(buffer[:end], epsilon)
+        left = NO_LIMIT if max_work == NO_LIMIT else max_work - work
+        keep, done = _rdp_mask_limited(buffer[:end], epsilon, left)
+        work += done
+        if max_work != NO_LIMIT and work > max_work:
+            return np.empty((0, 2)), out_offsets, _TOO_MUCH_WORK, work
         for i in range(end):
             if keep[i]:
                 out[k, 0] = np.rint(buffer[i, 0])
@@ -237,7 +290,7 @@ def _simplify_flat_kernel(
                 k += 1
         out_offsets[s + 1] = k
     out = out[:k].copy()
-    return out, out_offsets
+    return out, out_offsets, _OK, work
 
 
 # -- the steps, each on its own ------------------------------------------------------------------
@@ -304,6 +357,49 @@ def round_points(stroke: np.ndarray) -> np.ndarray:
 # -- the whole pipeline ----------------------------------------------------------------------------
 
 
+def _flat(strokes: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Strokes as one (N, 2) float array and offsets (`Drawing.to_flat` layout, x and y only)."""
+    xy = [_xy(s) for s in strokes]
+    lengths = np.fromiter((len(s) for s in xy), np.int64, len(xy))
+    offsets = np.zeros(len(xy) + 1, np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    return np.concatenate(xy), offsets
+
+
+def _limit(value: int | None, name: str) -> int:
+    """A limit for the kernels: None is NO_LIMIT; a negative one is a mistake."""
+    if value is None:
+        return NO_LIMIT
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0 or None, got {value}")
+    return int(value)
+
+
+def _run_kernel(points: np.ndarray, offsets: np.ndarray, size: float, spacing: float, epsilon: float,
+                max_points: int | None, max_work: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """The fused kernel, its give-up statuses raised as SimplifyLimitError naming the figures."""
+    out, out_offsets, status, figure = _simplify_flat_kernel(
+        points, offsets, float(size), float(spacing), float(epsilon),
+        _limit(max_points, "max_points"), _limit(max_work, "max_work"))
+    if status == _TOO_MANY_POINTS:
+        raise SimplifyLimitError(f"the drawing would resample to {figure:,} points, the limit is {max_points:,}")
+    if status == _TOO_MUCH_WORK:
+        raise SimplifyLimitError(f"the drawing is too complex to simplify: RDP needs more than {max_work:,} "
+                                 f"point-to-chord distances (the limit)")
+    return out, out_offsets
+
+
+def resampled_size(strokes: Sequence[np.ndarray], *, size: float = SIZE, spacing: float = SPACING) -> int:
+    """How many points resampling (step 3) makes of the aligned and scaled drawing, all strokes
+    together, computed in O(n) without resampling: what `max_points` is compared with."""
+    if spacing <= 0:
+        raise ValueError(f"spacing must be positive, got {spacing}")
+    if len(strokes) == 0:
+        return 0
+    points, offsets = _flat(strokes)
+    return int(_resampled_size_kernel(points, offsets, float(size), float(spacing)))
+
+
 def simplify_flat(
     points: np.ndarray,
     offsets: np.ndarray,
@@ -311,13 +407,18 @@ def simplify_flat(
     size: float = SIZE,
     spacing: float = SPACING,
     epsilon: float = EPSILON,
+    max_points: int | None = None,
+    max_work: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The pipeline on a flat drawing (`Drawing.to_flat` layout): (points (M, 2), offsets)."""
+    """The pipeline on a flat drawing (`Drawing.to_flat` layout): (points (M, 2), offsets).
+
+    `max_points`, `max_work`: see the module docstring (None: no limit; SimplifyLimitError beyond).
+    """
     pts = np.ascontiguousarray(np.asarray(points, dtype=np.float64)[:, :2])
     offs = np.ascontiguousarray(offsets, dtype=np.int64)
     if len(offs) == 0 or offs[0] != 0 or offs[-1] != len(pts) or np.any(np.diff(offs) < 0):
         raise ValueError("offsets must rise from 0 to the number of points")
-    return _simplify_flat_kernel(pts, offs, float(size), float(spacing), float(epsilon))
+    return _run_kernel(pts, offs, size, spacing, epsilon, max_points, max_work)
 
 
 def simplify_strokes(
@@ -326,23 +427,24 @@ def simplify_strokes(
     size: float = SIZE,
     spacing: float = SPACING,
     epsilon: float = EPSILON,
+    max_points: int | None = None,
+    max_work: int | None = None,
 ) -> list[np.ndarray]:
     """Raw strokes -> Google-simplified strokes: float64 (n, 2) arrays of whole numbers 0..size.
 
     Equal to ``[round_points(rdp(resample(s))) for s in align_and_scale(strokes)]`` (the steps
     above), run as one compiled kernel. Every input stroke gives one output stroke (at least two
-    points, empty only for an empty input stroke).
+    points, empty only for an empty input stroke). `max_points`, `max_work`: see the module
+    docstring (None: no limit; SimplifyLimitError beyond).
     """
     if len(strokes) == 0:
         return []
-    xy = [_xy(s) for s in strokes]
-    lengths = np.fromiter((len(s) for s in xy), np.int64, len(xy))
-    offsets = np.zeros(len(xy) + 1, np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    out, out_offsets = _simplify_flat_kernel(np.concatenate(xy), offsets, float(size), float(spacing), float(epsilon))
-    return [out[out_offsets[i] : out_offsets[i + 1]] for i in range(len(xy))]
+    points, offsets = _flat(strokes)
+    out, out_offsets = _run_kernel(points, offsets, size, spacing, epsilon, max_points, max_work)
+    return [out[out_offsets[i] : out_offsets[i + 1]] for i in range(len(strokes))]
 
 
-def simplify(drawing: Drawing) -> Drawing:
-    """A copy of a raw drawing simplified as Google's simplified files are (metadata unchanged)."""
-    return drawing.replace(strokes=simplify_strokes(drawing.strokes))
+def simplify(drawing: Drawing, *, max_points: int | None = None, max_work: int | None = None) -> Drawing:
+    """A copy of a raw drawing simplified as Google's simplified files are (metadata unchanged);
+    `max_points`, `max_work`: see the module docstring (None, the default: no limit)."""
+    return drawing.replace(strokes=simplify_strokes(drawing.strokes, max_points=max_points, max_work=max_work))

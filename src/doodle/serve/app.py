@@ -11,11 +11,19 @@ Bad input never reaches a 5xx: bodies over `max_body_bytes` are refused with 413
 non-finite numbers get 422 from the schema, and everything the schema cannot express (ragged x/y/t
 lists, mixed timed and untimed strokes, too many strokes or points, absurd magnitudes, top_k over
 the limit) gets 422 from the inference layer, always as {"detail": "<one sentence>", "errors": [...]}.
-An empty drawing (no strokes) is a 422 too: there is nothing to guess.
+An empty drawing (no strokes) is a 422 too: there is nothing to guess. So is JSON nested deeper
+than the parser allows or an integer of more digits than Python converts, and a drawing whose
+simplification would take more than the settings' work limits (`max_simplify_points`, checked in
+O(n) before any work, and `max_simplify_work`). An exception nobody expected becomes a JSON 500
+and one log line (`Guard`), on a connection that stays open; no answer names a file on the server.
+Slow clients are bounded by the HTTP protocol of `doodle.serve.server` (header and body deadlines,
+a connection limit).
 
 Inference runs on `workers` threads (default one, with an ONNX Runtime intra-op thread per core)
 that micro-batch the requests waiting (`inference.Batcher`): the event loop keeps accepting
-connections while the cores run the model, and a busy server spends less time per drawing.
+connections while the cores run the model, and a busy server spends less time per drawing. Drawings
+costlier to simplify than any real one are simplified on a thread of their own first, so they
+delay each other, not the others.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ import email.message
 import gc
 import json
 import logging
+import sys
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -35,9 +44,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from doodle.data.drawing import Limits
-from doodle.serve.inference import Batcher, Engine, InputError, load_engine, to_drawing
+from doodle.serve.inference import Batcher, Engine, InputError, SimplifyBudget, load_engine, to_drawing
 from doodle.serve.schemas import ClassesResponse, ErrorResponse, Health, PredictRequest, PredictResponse
 from doodle.serve.settings import ServeSettings
 from doodle.version import __version__
@@ -46,11 +57,58 @@ log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static"
 MAX_LISTED_ERRORS = 5
 ERRORS = {413: {"model": ErrorResponse, "description": "body too large"},
-          422: {"model": ErrorResponse, "description": "malformed or out-of-limit drawing"}}
+          422: {"model": ErrorResponse, "description": "malformed or out-of-limit drawing"},
+          500: {"model": ErrorResponse, "description": "the server failed (logged)"}}
+INTERNAL_ERROR = "the server failed to answer this request (the error is logged)"
+MAX_LOGGED_CHARS = 300
+
+
+def one_line(err: BaseException) -> str:
+    """`err` as one short log line: its type and message, newlines folded."""
+    text = " ".join(str(err).split())
+    return f"{type(err).__name__}: {text[:MAX_LOGGED_CHARS]}" if text else type(err).__name__
+
+
+class Guard:
+    """ASGI middleware, the outermost of the app's own: an exception escaping the app becomes a
+    JSON 500 and one log line, a client gone before its request was read one log line, never a
+    traceback. Starlette's handler for Exception answers 500 but re-raises, and uvicorn then logs
+    the traceback and drops the connection: here it stays open for the client's next request."""
+
+    def __init__(self, app: Any):
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watched(message: dict) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched)
+        except ClientDisconnect:
+            log.info("%s %s: the client went away before sending the whole request", scope["method"], scope["path"])
+        except Exception as err:  # noqa: BLE001 - the point: logged in one line, answered in JSON
+            log.error("%s %s failed: %s", scope["method"], scope["path"], one_line(err))
+            if not started:
+                await _send_error(send, 500, INTERNAL_ERROR, close=False)
 
 
 class BodyLimit:
-    """ASGI middleware: 413 for request bodies over `limit` bytes, before anything parses them."""
+    """ASGI middleware: 413 for request bodies over `limit` bytes, before anything parses them.
+
+    The connection stays open when the rest of the body is cheap to skip (the HTTP parser drops a
+    body nobody reads, within the protocol's body deadline): announced up to `DISCARD_FACTOR` times
+    the limit, or chunked. A client that sends its whole body before reading the answer (most do)
+    then reads the 413 instead of a reset connection, and can go on. Beyond that it is closed.
+    """
+
+    DISCARD_FACTOR = 4
 
     def __init__(self, app: Any, limit: int):
         self.app = app
@@ -69,7 +127,8 @@ class BodyLimit:
                 await _send_error(send, 400, f"Content-Length {length.decode('latin-1')!r} is not a number")
                 return
             if announced > self.limit:
-                await _send_error(send, 413, f"body of {announced} bytes is over the limit of {self.limit} bytes")
+                await _send_error(send, 413, f"body of {announced} bytes is over the limit of {self.limit} bytes",
+                                  close=announced > self.DISCARD_FACTOR * self.limit)
                 return
             await self.app(scope, receive, send)  # the server enforces the announced length
             return
@@ -82,7 +141,7 @@ class BodyLimit:
             chunks.append(message.get("body", b""))
             seen += len(chunks[-1])
             if seen > self.limit:
-                await _send_error(send, 413, f"body is over the limit of {self.limit} bytes")
+                await _send_error(send, 413, f"body is over the limit of {self.limit} bytes", close=False)
                 return
             if not message.get("more_body", False):
                 break
@@ -98,13 +157,12 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
 
-async def _send_error(send: Any, status: int, detail: str) -> None:
-    import json
-
+async def _send_error(send: Any, status: int, detail: str, close: bool = True) -> None:
+    """A JSON error answer; `close` for a request whose body is left unread."""
     body = json.dumps({"detail": detail, "errors": []}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close")]})
+                "headers": headers + [(b"connection", b"close")] if close else headers})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -157,20 +215,34 @@ def parse_predict_body(raw: bytes, content_type: str | None) -> PredictRequest:
             pass  # the slower path below names the problem as FastAPI would
     if not raw:
         raise RequestValidationError([{"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}])
-    body: Any = raw
-    if is_json:
-        try:
-            body = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            reason = err.msg if isinstance(err, json.JSONDecodeError) else str(err)
-            error = {"type": "json_invalid", "loc": ("body", getattr(err, "pos", 0)), "msg": "JSON decode error",
-                     "input": {}, "ctx": {"error": reason}}
-            raise RequestValidationError([error]) from None
+    body = _loads(raw) if is_json else raw
     try:
         return PredictRequest.model_validate(body)
+    except RecursionError:
+        raise _json_invalid(0, "it is nested too deeply") from None
     except ValidationError as err:
         errors = [{**e, "loc": ("body", *e["loc"])} for e in err.errors(include_url=False)]
         raise RequestValidationError(errors) from None
+
+
+def _loads(raw: bytes) -> Any:
+    """`json.loads` as FastAPI parses a body, its every failure a RequestValidationError: besides
+    syntax errors, nesting deeper than the recursion limit and integers over Python's 4,300 digits."""
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as err:
+        raise _json_invalid(err.pos, err.msg) from None
+    except UnicodeDecodeError as err:
+        raise _json_invalid(0, str(err)) from None
+    except RecursionError:
+        raise _json_invalid(0, "it is nested too deeply") from None
+    except ValueError:  # int() of more digits than Python converts
+        raise _json_invalid(0, f"a number has more than {sys.get_int_max_str_digits()} digits") from None
+
+
+def _json_invalid(pos: int, reason: str) -> RequestValidationError:
+    return RequestValidationError([{"type": "json_invalid", "loc": ("body", pos), "msg": "JSON decode error",
+                                    "input": {}, "ctx": {"error": reason}}])
 
 
 def create_app(settings: ServeSettings | None = None, engine: Engine | None = None) -> FastAPI:
@@ -183,12 +255,14 @@ def create_app(settings: ServeSettings | None = None, engine: Engine | None = No
         own = engine is None
         app.state.engine = engine or await anyio.to_thread.run_sync(
             lambda: load_engine(settings.model, settings.backend, settings.checkpoint, settings.inference_threads))
-        app.state.batcher = Batcher(app.state.engine, settings.workers, settings.max_batch)
+        budget = SimplifyBudget(max_points=settings.max_simplify_points, max_work=settings.max_simplify_work)
+        app.state.batcher = Batcher(app.state.engine, settings.workers, settings.max_batch, budget)
         # The ~60,000 objects the model and its libraries leave would make every full garbage
         # collection a ~40 ms pause of the event loop; freezing them leaves only requests' objects.
         gc.collect()
         gc.freeze()
-        log.info("serving %s (%s, %d classes)", settings.model, app.state.engine.backend, len(app.state.engine.classes))
+        log.info("serving %s (%s, %d classes)", app.state.engine.description.get("name"), app.state.engine.backend,
+                 len(app.state.engine.classes))
         try:
             yield
         finally:
@@ -200,6 +274,7 @@ def create_app(settings: ServeSettings | None = None, engine: Engine | None = No
     app = FastAPI(title="doodle", version=__version__, lifespan=lifespan,
                   description="Guess Quick, Draw! doodles: POST strokes, get the top guesses.")
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(Guard)
 
     @app.exception_handler(RequestValidationError)
     async def on_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -210,6 +285,12 @@ def create_app(settings: ServeSettings | None = None, engine: Engine | None = No
     async def on_input(request: Request, exc: InputError) -> JSONResponse:
         return JSONResponse({"detail": f"invalid request: {exc}", "errors": [str(exc)]}, status_code=422)
 
+    @app.exception_handler(HTTPException)
+    async def on_http(request: Request, exc: HTTPException) -> JSONResponse:
+        # 404, 405, ...: the same body as every other error
+        return JSONResponse({"detail": str(exc.detail), "errors": []}, status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
+
     @app.post("/predict", response_model=PredictResponse, responses=ERRORS, summary="Guess a drawing",
               openapi_extra={"requestBody": PREDICT_BODY_DOC})
     async def predict(request: Request) -> Response:
@@ -219,7 +300,8 @@ def create_app(settings: ServeSettings | None = None, engine: Engine | None = No
         body = parse_predict_body(await request.body(), request.headers.get("content-type"))
         eng: Engine = request.app.state.engine
         if body.top_k > settings.max_top_k:
-            raise InputError(f"top_k is {body.top_k}, the limit is {settings.max_top_k}")
+            shown = body.top_k if body.top_k < 10**9 else f"a {len(str(body.top_k))}-digit number"
+            raise InputError(f"top_k is {shown}, the limit is {settings.max_top_k}")
         drawing = to_drawing(body.strokes, limits)
         k = min(body.top_k, len(eng.classes))
         guesses = await request.app.state.batcher.guesses(drawing, k)
@@ -233,9 +315,7 @@ def create_app(settings: ServeSettings | None = None, engine: Engine | None = No
     @app.get("/healthz", response_model=Health, summary="Liveness and the model served")
     async def healthz(request: Request) -> Health:
         eng: Engine = request.app.state.engine
-        return Health(status="ok", classes=len(eng.classes), model=eng.description,
-                      limits={"max_body_bytes": settings.max_body_bytes, "max_strokes": settings.max_strokes,
-                              "max_points": settings.max_points, "max_top_k": settings.max_top_k})
+        return Health(status="ok", classes=len(eng.classes), model=eng.description, limits=settings.limits)
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:

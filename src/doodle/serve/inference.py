@@ -53,8 +53,26 @@ def to_drawing(strokes: Any, limits: Limits) -> Drawing:
         raise InputError(str(err)) from None
 
 
+@dataclass(frozen=True)
+class SimplifyBudget:
+    """How much work the server lets one drawing's simplification take (see `doodle.data.simplify`)."""
+
+    max_points: int | None = None
+    """Most points resampling may make of the drawing (None: no limit)."""
+    max_work: int | None = None
+    """Most point-to-chord distances RDP may compute (None: no limit)."""
+
+
+UNLIMITED = SimplifyBudget()
+
+
 class Engine:
-    """A loaded model with its preprocessing; `log_probs` is safe to call from several threads."""
+    """A loaded model with its preprocessing; `log_probs` is safe to call from several threads.
+
+    The steps, for the server to run them apart: `simplified` (Google's simplification when the
+    model was trained with it, the only step whose cost depends on the drawing's shape), `encode`
+    (the model input of simplified drawings) and `forward` (the model).
+    """
 
     backend = "?"
 
@@ -63,21 +81,53 @@ class Engine:
         self.classes = list(classes)
         self.description = description
 
-    def prepare(self, drawings: Sequence[Drawing]) -> dict[str, np.ndarray]:
-        """The model input for `drawings` (see the module docstring for simplification)."""
-        if self.preprocessor.config.simplify:
-            from doodle.data.simplify import simplify
+    @property
+    def simplifies(self) -> bool:
+        """Whether posted drawings get Google's simplification before the model."""
+        return bool(self.preprocessor.config.simplify)
 
-            # the Preprocessor simplifies timed drawings itself; untimed canvas strokes need it too
-            drawings = [d if d.has_time else simplify(d) for d in drawings]
+    def simplify_size(self, drawing: Drawing) -> int:
+        """The points resampling would make of `drawing` (0 when the model does not simplify): the
+        O(n) measure of what simplifying it costs."""
+        from doodle.data.simplify import resampled_size
+
+        return resampled_size(drawing.strokes) if self.simplifies else 0
+
+    def simplified(self, drawing: Drawing, budget: SimplifyBudget = UNLIMITED) -> Drawing:
+        """`drawing` simplified as the model's training data was (itself when the model does not
+        simplify); InputError when it needs more than `budget`."""
+        if not self.simplifies:
+            return drawing
+        from doodle.data.simplify import SimplifyLimitError, simplify
+
         try:
-            return self.preprocessor(drawings)
+            # untimed, so the Preprocessor leaves it as it is (it simplifies timed drawings itself)
+            return simplify(drawing, max_points=budget.max_points, max_work=budget.max_work)
+        except SimplifyLimitError as err:
+            raise InputError(str(err)) from None
+
+    def encode(self, simplified: Sequence[Drawing]) -> dict[str, np.ndarray]:
+        """The model input of drawings already passed through `simplified`."""
+        try:
+            return self.preprocessor(simplified)
         except (ValueError, IndexError) as err:  # defensive: validated input should never get here
             raise InputError(f"cannot preprocess the drawing: {err}") from None
 
+    def prepare(self, drawings: Sequence[Drawing]) -> dict[str, np.ndarray]:
+        """The model input for `drawings` (see the module docstring for simplification)."""
+        return self.encode([self.simplified(d) for d in drawings])
+
+    def forward(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+        """float32 [B, K] log-probabilities of a model input."""
+        raise NotImplementedError
+
+    def infer(self, simplified: Sequence[Drawing]) -> np.ndarray:
+        """float32 [B, K] log-probabilities of drawings already passed through `simplified`."""
+        return self.forward(self.encode(simplified))
+
     def log_probs(self, drawings: Sequence[Drawing]) -> np.ndarray:
         """float32 [B, K] log-probabilities."""
-        raise NotImplementedError
+        return self.forward(self.prepare(drawings))
 
     def guesses(self, drawing: Drawing, k: int) -> list[Guess]:
         """The `k` most likely classes of one drawing, best first (ties to the lower class index)."""
@@ -103,10 +153,10 @@ class OnnxEngine(Engine):
         super().__init__(preprocessor, classes, description)
         self.session = session
 
-    def log_probs(self, drawings: Sequence[Drawing]) -> np.ndarray:
+    def forward(self, batch: dict[str, np.ndarray]) -> np.ndarray:
         from doodle.export import OUTPUT_NAME, ort_feed
 
-        return self.session.run([OUTPUT_NAME], ort_feed(self.session, self.prepare(drawings)))[0]
+        return self.session.run([OUTPUT_NAME], ort_feed(self.session, batch))[0]
 
 
 class TorchEngine(Engine):
@@ -116,13 +166,17 @@ class TorchEngine(Engine):
         super().__init__(preprocessor, classes, description)
         self.model = model
 
-    def log_probs(self, drawings: Sequence[Drawing]) -> np.ndarray:
+    def forward(self, batch: dict[str, np.ndarray]) -> np.ndarray:
         import torch
 
         from doodle.predict import forward_log_probs
 
         with torch.inference_mode():
-            return forward_log_probs(self.model, self.prepare(drawings), torch.device("cpu"))
+            return forward_log_probs(self.model, batch, torch.device("cpu"))
+
+
+class _Aside(Exception):
+    """A drawing the batch lane gave up simplifying: it goes to the side lane."""
 
 
 class Batcher:
@@ -133,27 +187,61 @@ class Batcher:
     one amortises the model call over the queued drawings (on a 2-core CPU a batch of 8 costs about
     0.6x per drawing of single calls). The hand-over to the thread happens once per batch, not per
     request, and the answers are set on the event loop itself, so a batch of 8 costs two thread
-    wake-ups instead of sixteen. A batch that fails is retried one drawing at a time, so one bad
-    drawing only fails its own request.
+    wake-ups instead of sixteen. Each drawing is simplified on its own and a batch whose model call
+    fails is retried one drawing at a time, so one bad drawing only fails its own request.
+
+    Simplification is the one step whose cost depends on the drawing's shape (a zigzag across the
+    canvas costs up to the `budget`, about 12 ms of a core by default, where a real drawing costs
+    well under one). So the batch lane simplifies a drawing only within the work of any real one
+    (`LIGHT_POINTS`, `LIGHT_WORK`); a costlier one is simplified first on one side thread
+    (`budget` there, InputError beyond), then joins a batch. Costly drawings wait for each other
+    on that thread, not for the model, and real ones never wait for them.
     """
 
-    def __init__(self, engine: Engine, workers: int = 1, max_batch: int = 8):
+    LIGHT_POINTS = 50_000
+    """Resampled points the batch lane simplifies (real raw drawings: at most 35,929, measured)."""
+    LIGHT_WORK = 1_000_000
+    """RDP work the batch lane spends on one drawing (real raw drawings: at most 439,279)."""
+
+    def __init__(self, engine: Engine, workers: int = 1, max_batch: int = 8, budget: SimplifyBudget = UNLIMITED):
         from concurrent.futures import ThreadPoolExecutor
 
         self.engine = engine
         self.max_batch = max(1, int(max_batch))
         self.workers = max(1, int(workers))
+        self.budget = budget
+        self._light = SimplifyBudget(budget.max_points, _smaller(budget.max_work, self.LIGHT_WORK))
         self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="doodle-infer")
-        self._waiting: list[tuple[Drawing, int, Any]] = []
+        self._side = ThreadPoolExecutor(max_workers=1, thread_name_prefix="doodle-simplify")
+        self._waiting: list[tuple[Drawing, int, bool, Any]] = []
         self._running = 0
 
     async def guesses(self, drawing: Drawing, k: int) -> list[Guess]:
-        """The `k` best guesses for `drawing`, computed on a worker thread."""
+        """The `k` best guesses for `drawing`, computed on a worker thread (InputError when it is
+        over the simplification budget)."""
+        size = self.engine.simplify_size(drawing)
+        if self.budget.max_points is not None and size > self.budget.max_points:
+            raise InputError(f"the drawing would resample to {size:,} points, the limit is {self.budget.max_points:,}")
+        if size <= self.LIGHT_POINTS:
+            try:
+                return await self._queued(drawing, k, simplified=False)
+            except _Aside:
+                pass
+        return await self._queued(await self._simplified_aside(drawing), k, simplified=True)
+
+    async def _simplified_aside(self, drawing: Drawing) -> Drawing:
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._side, self.engine.simplified, drawing, self.budget)
+
+    async def _queued(self, drawing: Drawing, k: int, simplified: bool) -> list[Guess]:
+        """Queue the request for a batch and wait for its answer."""
         import asyncio
 
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        self._waiting.append((drawing, k, future))
+        self._waiting.append((drawing, k, simplified, future))
         if self._running < self.workers:
             self._running += 1
             loop.create_task(self._drain())
@@ -166,37 +254,74 @@ class Batcher:
         loop = asyncio.get_running_loop()
         try:
             while self._waiting:
-                batch = [item for item in self._waiting[: self.max_batch] if not item[2].done()]
+                batch = [item for item in self._waiting[: self.max_batch] if not item[3].done()]
                 del self._waiting[: self.max_batch]
                 if not batch:
                     continue  # every one of them was cancelled (clients gone)
                 try:
-                    answers = await loop.run_in_executor(self._pool, self._answer, [(d, k) for d, k, _ in batch])
+                    answers = await loop.run_in_executor(self._pool, self._answer, [item[:3] for item in batch])
                 except Exception as err:  # noqa: BLE001 - the executor itself failed (shut down)
                     answers = [err] * len(batch)
-                for (_, _, future), answer in zip(batch, answers, strict=True):
-                    if future.done():
-                        continue
-                    if isinstance(answer, BaseException):
-                        future.set_exception(answer)
-                    else:
-                        future.set_result(answer)
+                for item, answer in zip(batch, answers, strict=True):
+                    _settle(item[3], answer)
         finally:
             self._running -= 1
 
-    def _answer(self, items: list[tuple[Drawing, int]]) -> list[list[Guess] | BaseException]:
-        """Guesses (or the error) for each (drawing, k), from one model call when it succeeds."""
+    def _answer(self, items: list[tuple[Drawing, int, bool]]) -> list[list[Guess] | BaseException]:
+        """Guesses (or the error) for each (drawing, k, simplified already), each drawing
+        simplified on its own, then one model call for those that could be."""
+        out: list[list[Guess] | BaseException] = []
+        ready: list[tuple[int, Drawing, int]] = []
+        for i, (drawing, k, simplified) in enumerate(items):
+            try:
+                ready.append((i, drawing if simplified else self._simplified_light(drawing), k))
+                out.append([])
+            except Exception as err:  # noqa: BLE001 - handed to the waiting request
+                out.append(err)
+        for (i, _, _), answer in zip(ready, self._infer([(d, k) for _, d, k in ready]), strict=True):
+            out[i] = answer
+        return out
+
+    def _simplified_light(self, drawing: Drawing) -> Drawing:
+        """`drawing` simplified within the batch lane's budget; _Aside when the full budget is larger."""
         try:
-            logp = self.engine.log_probs([d for d, _ in items])
+            return self.engine.simplified(drawing, self._light)
+        except InputError:
+            if self._light == self.budget:
+                raise
+            raise _Aside() from None
+
+    def _infer(self, items: list[tuple[Drawing, int]]) -> list[list[Guess] | BaseException]:
+        """Guesses (or the error) for each (simplified drawing, k), from one model call when it succeeds."""
+        if not items:
+            return []
+        try:
+            logp = self.engine.infer([d for d, _ in items])
         except Exception as err:  # noqa: BLE001 - handed to the waiting request(s)
             if len(items) > 1:
-                return [answer for item in items for answer in self._answer([item])]
+                return [answer for item in items for answer in self._infer([item])]
             return [err]
         return self.engine.answers(logp, [k for _, k in items])
 
     def close(self) -> None:
         """Stop the worker threads (after the batches already running)."""
+        self._side.shutdown(wait=True, cancel_futures=True)
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _smaller(limit: int | None, cap: int) -> int:
+    """The smaller of a limit (None: none) and a cap."""
+    return cap if limit is None else min(limit, cap)
+
+
+def _settle(future: Any, answer: Any) -> None:
+    """Hand `answer` (a result or an exception) to a request still waiting for it."""
+    if future.done():
+        return
+    if isinstance(answer, BaseException):
+        future.set_exception(answer)
+    else:
+        future.set_result(answer)
 
 
 def load_engine(model: str | os.PathLike[str], backend: str = "onnx", checkpoint: str = "best",
@@ -240,15 +365,24 @@ def load_engine(model: str | os.PathLike[str], backend: str = "onnx", checkpoint
     return OnnxEngine(loaded.session, loaded.preprocessor, loaded.classes, _describe(loaded.spec, source, "onnx"))
 
 
+def model_name(source: str | os.PathLike[str]) -> str:
+    """A model's name without where it lies: its run or export folder's name (the folder holding
+    a checkpoint file), e.g. "resnet18" for /srv/runs/resnet18/best.pt."""
+    path = Path(source)
+    return (path.parent.name if path.suffix == ".pt" else path.name) or "model"
+
+
 def _describe(meta: dict[str, Any], source: str, backend: str) -> dict[str, Any]:
-    """What /healthz reports about the loaded model."""
+    """What /healthz reports about the loaded model: what a client may want to know, never a path
+    on the server's disk."""
     return {
+        "name": model_name(source),
+        "checkpoint": Path(source).name if Path(source).suffix == ".pt" else None,
         "backend": backend,
-        "source": source,
         "input_kind": meta.get("input_kind"),
         "input_config": dict(meta.get("input_config") or {}),
         "family": (meta.get("model_config") or {}).get("family"),
         "arch": (meta.get("model_config") or {}).get("arch"),
         "code_version": meta.get("checkpoint_code_version") or meta.get("code_version"),
-        "metrics": meta.get("metrics", {}),
+        "metrics": {k: v for k, v in (meta.get("metrics") or {}).items() if isinstance(v, int | float)},
     }
