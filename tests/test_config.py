@@ -89,3 +89,59 @@ def test_yaml_boolean_words_stay_literal_choices(tmp_path):
     assert load_config(Switches, None, ["amp=off", "answer=no"]) == Switches(amp="off", answer="no")
     with pytest.raises(DoodleError, match="amp: True is not one of 'auto', 'off', 'bf16'"):
         load_config(Switches, None, ["amp=on"])
+
+
+# -- value ranges of the real configs ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("epochs=0", "epochs must be at least 1, got 0"),
+    ("seed=-1", "seed must be in [0, 4294967295], got -1"),
+    ("accumulate=0", "accumulate must be at least 1"),
+    ("ema_decay=1", "ema_decay must be in [0, 1)"),
+    ("data.batch_size=0", "data.batch_size must be at least 1, got 0"),
+    ("data.workers=-1", "data.workers must be at least 0, got -1"),
+    ("optim.lr=0", "optim.lr must be above 0, got 0.0"),
+    ("optim.lr=.nan", "optim.lr must be above 0, got nan"),
+    ("optim.betas=[0.9, 1.5]", "optim.betas must be in [0, 1), got (0.9, 1.5)"),
+    ("schedule.pct_start=1", "schedule.pct_start must be in (0, 1)"),
+    ("loss.label_smoothing=1", "loss.label_smoothing must be in [0, 1)"),
+    ("input.size=4", "input.size must be in [8, 1024], got 4"),
+    ("input.line_width=0", "input.line_width must be above 0"),
+    ("augment.flip=1.5", "augment.flip must be in [0, 1], got 1.5"),
+    ("augment.scale=[0.9, -1]", "augment.scale must be above 0"),
+])
+def test_train_config_values_out_of_range_name_the_key(override: str, message: str):
+    from doodle.train.config import TrainConfig
+
+    with pytest.raises(DoodleError) as info:
+        load_config(TrainConfig, None, [override])
+    assert str(info.value) == message or str(info.value).startswith(message)
+
+
+def test_out_of_range_is_one_line_from_the_cli(capsys, tmp_path):
+    from doodle.cli import main
+
+    assert main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "run"), "data.batch_size=0"]) == 2
+    assert capsys.readouterr().err == "doodle train: error: data.batch_size must be at least 1, got 0\n"
+    assert not (tmp_path / "run").exists()
+
+
+def test_defaults_and_every_preset_are_in_range():
+    from pathlib import Path
+
+    from doodle.train.config import TrainConfig
+
+    TrainConfig()
+    presets = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+    assert presets
+    for preset in presets:
+        load_config(TrainConfig, preset)
+
+
+def test_range_text_and_bounds():
+    from doodle.config import FRACTION, POSITIVE, Range
+
+    assert str(FRACTION) == "in [0, 1)" and str(POSITIVE) == "above 0" and str(Range(0.5, 2.5)) == "in [0.5, 2.5]"
+    assert FRACTION.holds(0) and not FRACTION.holds(1) and not POSITIVE.holds(0) and POSITIVE.holds(1e-9)
+    assert not Range(0, 1).holds(float("nan"))

@@ -75,6 +75,57 @@ def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """The values a numeric config field may take: [low, high], either end open or absent."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def holds(self, value: float) -> bool:
+        if value != value:  # NaN is in no range
+            return False
+        if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
+            return False
+        return self.high is None or not (value > self.high or (self.high_open and value == self.high))
+
+    def __str__(self) -> str:
+        if self.high is None:
+            return f"{'above' if self.low_open else 'at least'} {_number(self.low)}"
+        low, high = _number(self.low), _number(self.high)
+        return f"in {'(' if self.low_open else '['}{low}, {high}{')' if self.high_open else ']'}"
+
+
+def _number(value: float | None) -> str:
+    """4294967295, not 4.29497e+09; 0.5, not 0.500000."""
+    return str(int(value)) if value is not None and float(value).is_integer() else f"{value:g}"
+
+
+AT_LEAST_0 = Range(0)
+AT_LEAST_1 = Range(1)
+POSITIVE = Range(0, low_open=True)
+PROBABILITY = Range(0, 1)
+FRACTION = Range(0, 1, high_open=True)
+"""Ranges most config fields share (a probability may be 1, a fraction of something kept may not)."""
+
+
+class RangeError(ValueError):
+    """A config field outside its `Range`; the message starts with the field's name."""
+
+
+def check_ranges(obj: Any, **ranges: Range) -> None:
+    """Raise RangeError naming the first field of `obj` outside its range (each item of a tuple or
+    list field is checked). Called from a config's `__post_init__`, so a bad value fails where the
+    config is built, before any work, and `from_dict` names the full key."""
+    for name, allowed in ranges.items():
+        value = getattr(obj, name)
+        for item in value if isinstance(value, list | tuple) else [value]:
+            if not allowed.holds(item):
+                raise RangeError(f"{name} must be {allowed}, got {value!r}")
+
+
 def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
     """Build dataclass `cls` from a mapping, converting and checking every value against its type."""
     if not isinstance(data, dict):
@@ -88,6 +139,8 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
     kwargs = {name: _convert(hints[name], value, f"{where}{name}") for name, value in data.items()}
     try:
         return cls(**kwargs)
+    except RangeError as err:
+        raise DoodleError(f"{where}{err}") from None
     except (TypeError, ValueError) as err:
         raise DoodleError(f"{where or cls.__name__}: {err}") from None
 

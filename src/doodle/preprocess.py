@@ -55,6 +55,13 @@ class InputConfig:
     time_features: bool = False
     """Also produce drawing-level time features (total time, strokes, pauses)."""
 
+    def __post_init__(self) -> None:
+        from doodle.config import AT_LEAST_0, AT_LEAST_1, POSITIVE, Range, check_ranges
+        from doodle.render.renderer import MAX_SIZE, MIN_SIZE
+
+        check_ranges(self, size=Range(MIN_SIZE, MAX_SIZE), line_width=POSITIVE, padding=AT_LEAST_0,
+                     max_points=AT_LEAST_1)
+
 
 class Preprocessor:
     """Turns a list of drawings into the batch dict a model of `kind` consumes."""

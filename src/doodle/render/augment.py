@@ -147,6 +147,13 @@ class AugmentConfig:
     keep_in_frame: bool = True
     """Drawings that started inside the 0..255 frame are brought back inside it (`fit_into`)."""
 
+    def __post_init__(self) -> None:
+        from doodle.config import AT_LEAST_0, POSITIVE, PROBABILITY, check_ranges
+
+        check_ranges(self, flip=PROBABILITY, affine=PROBABILITY, scale=POSITIVE, rotate=AT_LEAST_0,
+                     shift=AT_LEAST_0, dropout=PROBABILITY, jitter=AT_LEAST_0, truncate=PROBABILITY,
+                     truncate_min=PROBABILITY)
+
 
 def augment(d: Drawing, config: AugmentConfig | None = None, rng: int | np.random.Generator | None = None) -> Drawing:
     """Apply the augmentations of `config` in the order truncate, dropout, flip, affine, jitter.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from doodle.config import AT_LEAST_0, AT_LEAST_1, FRACTION, POSITIVE, PROBABILITY, Range, check_ranges
 from doodle.models.registry import ModelConfig
 from doodle.preprocess import InputConfig
 from doodle.render.augment import AugmentConfig
@@ -25,6 +26,10 @@ class DataConfig:
     limit_val: int = 0
     """Validate on the first N validation drawings (0: all)."""
 
+    def __post_init__(self) -> None:
+        check_ranges(self, batch_size=AT_LEAST_1, workers=AT_LEAST_0, balanced_block=AT_LEAST_0,
+                     limit_train=AT_LEAST_0, limit_val=AT_LEAST_0)
+
 
 @dataclass
 class OptimConfig:
@@ -44,6 +49,10 @@ class OptimConfig:
     """adamw: moment decay rates."""
     grad_clip: float = 0.0
     """Clip the gradient norm to this value (0: off)."""
+
+    def __post_init__(self) -> None:
+        check_ranges(self, lr=POSITIVE, weight_decay=AT_LEAST_0, momentum=FRACTION, betas=FRACTION,
+                     grad_clip=AT_LEAST_0)
 
 
 @dataclass
@@ -71,6 +80,12 @@ class ScheduleConfig:
     pct_start: float = 0.25
     """onecycle: fraction of the run spent increasing the learning rate."""
 
+    def __post_init__(self) -> None:
+        check_ranges(self, warmup_steps=AT_LEAST_0, warmup_lr=AT_LEAST_0, cycle_steps=AT_LEAST_0,
+                     cycle_mul=POSITIVE, cycle_decay=POSITIVE, min_lr=AT_LEAST_0,
+                     plateau_factor=Range(0, 1, low_open=True, high_open=True), plateau_patience=AT_LEAST_0,
+                     pct_start=Range(0, 1, low_open=True, high_open=True))
+
 
 @dataclass
 class LossConfig:
@@ -82,6 +97,9 @@ class LossConfig:
     """Mix (1 - w) * cross-entropy + w * top-3 loss (24th place used 0.9 in a second phase)."""
     top3_margin: float = 1.0
     """top-3 loss: hinge margin between the true logit and the third-best other logit."""
+
+    def __post_init__(self) -> None:
+        check_ranges(self, label_smoothing=FRACTION, top3_weight=PROBABILITY, top3_margin=AT_LEAST_0)
 
 
 @dataclass
@@ -150,3 +168,9 @@ class TrainConfig:
     """Fraction of the scored drawings admitted in the first epoch (all of them by the last)."""
     sync_check: bool = False
     """Multi-process runs: check at every checkpoint that all ranks hold identical weights."""
+
+    def __post_init__(self) -> None:
+        check_ranges(self, epochs=AT_LEAST_1, max_steps=AT_LEAST_0, accumulate=AT_LEAST_1, ema_decay=FRACTION,
+                     average_last=AT_LEAST_0, eval_every=AT_LEAST_0, checkpoint_every=AT_LEAST_0,
+                     keep_checkpoints=AT_LEAST_0, log_every=AT_LEAST_1, seed=Range(0, 2**32 - 1),
+                     threads=AT_LEAST_0, curriculum_start=PROBABILITY)
