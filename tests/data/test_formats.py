@@ -175,14 +175,18 @@ def test_bitmap_bin(quickdraw, name):
     assert len(items) == 1000
     np.testing.assert_array_equal(np.stack([d.bitmap for d in items]), expected)
     assert {d.word for d in items} == {"x"}
-    assert next(iter(iter_records(path))).word == name.removesuffix("1000")  # the documented guess
+    assert next(iter(iter_records(path))).word == name.removesuffix("s1000")  # the category, singular
 
 
 def test_infer_word_and_synthetic_key_ids():
     assert infer_word("full_numpy_bitmap_The_Eiffel_Tower.npy") == "The Eiffel Tower"
     assert infer_word("/x/cat.full.npz") == "cat"
     assert infer_word("paint can.npz") == "paint can"
-    assert infer_word("cats1000.bin") == "cats"
+    assert infer_word("cats1000.bin") == "cat"  # Google's categories are singular
+    assert infer_word("rainbows1000.bin") == "rainbow" and infer_word("buses.npy") == "bus"
+    assert infer_word("the_eiffel_tower.npz") == "The Eiffel Tower"  # the category's own spelling
+    assert infer_word("grass.npy") == "grass" and infer_word("scissors.bin") == "scissors"  # whole names first
+    assert infer_word("my_doodles7.bin") == "my doodles"  # not a category: kept as written
     assert infer_word("dog.bin") == "dog"
     a = synthetic_key_id("npz", "/a/cat.npz", "train", 3)
     assert a == synthetic_key_id("npz", "/elsewhere/cat.npz", "train", 3)
@@ -313,7 +317,7 @@ def test_npz_sketch_rnn_round_trip(tmp_path, simplified_cats):
         arr = np.empty(len(drawings), dtype=object)
         for i, d in enumerate(drawings):
             s3 = d.to_stroke3().astype(np.int16)
-            s3[0, :2] += 37  # Sketch-RNN keeps no absolute origin: the reader must re-align
+            s3[0, :2] += 37  # a first offset away from the origin: read as stored, not re-aligned
             arr[i] = s3
         arrays[name] = arr
     path = tmp_path / "cat.full.npz"
@@ -326,7 +330,9 @@ def test_npz_sketch_rnn_round_trip(tmp_path, simplified_cats):
         want_pts, want_off = want.to_flat()
         got_pts, got_off = got.to_flat()
         np.testing.assert_array_equal(got_off, want_off)
-        np.testing.assert_array_equal(got_pts, want_pts - want_pts.min(axis=0))
+        np.testing.assert_array_equal(got_pts, want_pts + 37)
+    for got, stored in zip(items, [a for name in ("train", "valid", "test") for a in arrays[name]], strict=True):
+        np.testing.assert_array_equal(got.to_stroke3(), stored)  # the file's rows, exactly
     assert items[15].key_id == synthetic_key_id("npz", path, "valid", 0)
     assert len({d.key_id for d in items}) == 25
 

@@ -11,7 +11,7 @@
 
 Formats without a key_id (npz, bitmaps) get a deterministic 63-bit one from `synthetic_key_id`;
 formats without a word (binary, npz, bitmaps) take `word=` or a guess from the file name
-(`infer_word`: `cats1000.bin` gives "cats", so pass `word=` for such names).
+(`infer_word`: `cats1000.bin` gives "cat"; pass `word=` where a name is not the category).
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import io
@@ -446,9 +447,11 @@ def infer_word(path: Path | str) -> str | None:
     """The category a file holds, guessed from its name (formats without a word field).
 
     Strips `.full.npz`/`.npz`/`.npy`/`.bin`, a `full_numpy_bitmap_` (or `full_binary_`) prefix and
-    trailing digits, and turns underscores into spaces: `full_numpy_bitmap_The_Eiffel_Tower.npy` ->
-    "The Eiffel Tower", `dog.bin` -> "dog". It is only a guess: `cats1000.bin` gives "cats", so pass
-    `word=` for files named otherwise than by their category.
+    trailing digits, and turns underscores into spaces; a name that is a Quick, Draw! category up to
+    case, or whose singular is one, becomes that category: `full_numpy_bitmap_The_Eiffel_Tower.npy`
+    -> "The Eiffel Tower", `dog.bin` -> "dog", `cats1000.bin` (a common sample name) -> "cat".
+    Other names are kept as they are; pass `word=` (`doodle prepare --word`) where the name is not
+    the category.
     """
     name = Path(path).name
     for suffix in _SUFFIXES:
@@ -459,8 +462,27 @@ def infer_word(path: Path | str) -> str | None:
         if name.startswith(prefix):
             name = name[len(prefix) :]
             break
-    name = re.sub(r"\d+$", "", name).replace("_", " ").strip()
-    return " ".join(name.split()) or None
+    name = " ".join(re.sub(r"\d+$", "", name).replace("_", " ").split())
+    return _known_category(name) or name or None
+
+
+def _known_category(name: str) -> str | None:
+    """The category `name` spells (any case), or the one its singular spells ("cats", "buses")."""
+    known = _categories()
+    lowered = name.lower()
+    for candidate in (lowered, lowered.removesuffix("s"), lowered.removesuffix("es")):
+        if candidate in known:
+            return known[candidate]
+    return None
+
+
+@functools.cache
+def _categories() -> dict[str, str]:
+    """Google's 345 category names by their lower-case spelling (shipped with the package)."""
+    from importlib import resources
+
+    text = resources.files("doodle.data").joinpath("categories.txt").read_text(encoding="utf-8")
+    return {line.strip().lower(): line.strip() for line in text.splitlines() if line.strip()}
 
 
 def synthetic_key_id(fmt: str, path: Path | str, subset: str, index: int) -> int:

@@ -4,9 +4,10 @@ The arrays are pickled object arrays, read whole, one subset at a time (as Sketc
 category is some tens of MB), by `safe_npy`: the pickle may rebuild numpy arrays and nothing else,
 so a crafted file runs no code. A member that cannot be decoded (damaged, truncated, failed CRC-32,
 or refused for what its pickle names) is one reject, and the other subsets are still read.
-Stroke-3 keeps only offsets, so the absolute origin is lost: each drawing is shifted so that its
-minimum x and y are 0, as simplified drawings are. The files carry no key_id, word, country or
-time: the key_id is `synthetic_key_id`, the word comes from `word=` or the file name.
+Drawings are read as stored: the points are the running sums of the offsets from (0, 0), so
+`Drawing.to_stroke3()` gives back the file's rows exactly (no translation is applied; renderers
+place a drawing by its bounding box anyway). The files carry no key_id, word, country or time: the
+key_id is `synthetic_key_id`, the word comes from `word=` or the file name.
 """
 
 from __future__ import annotations
@@ -128,10 +129,8 @@ def _drawing(
         drawing = Drawing.from_stroke3(arr, key_id=synthetic_key_id("npz", path, subset, i), word=word)
         if len(drawing.strokes) > limits.max_strokes:
             raise BadRecord(f"{subset}[{i}] has {len(drawing.strokes)} strokes (limit {limits.max_strokes})")
-        points, offsets = drawing.to_flat()
-        check_points(points, limits)
-        points -= points.min(axis=0)  # the origin is lost in stroke-3: align to the top-left corner
-        return Drawing.from_flat(points, offsets, key_id=drawing.key_id, word=word)
+        check_points(drawing.to_flat()[0], limits)
+        return drawing
     except RECORD_ERRORS as err:
         plain = isinstance(s3, np.ndarray) and not s3.dtype.hasobject
         raw = s3.tobytes() if plain else repr(s3).encode()  # the bytes of an object array are pointers
