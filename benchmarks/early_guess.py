@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from doodle.data.formats import read
-from doodle.data.store import iter_store
+from doodle.data.store import is_store, iter_store
 from doodle.early import FRACTIONS, early_guessing, format_table, plot_early
 from doodle.predict import load_model, resolve
 
@@ -31,7 +31,7 @@ def main() -> None:
     names = args.names or [Path(r).name for r in args.runs]
     if len(names) != len(args.runs):
         parser.error("give one --names entry per run")
-    if (args.data / "manifest.json").is_file():
+    if is_store(args.data):
         drawings = list(iter_store(args.data, "val"))
         print(f"{len(drawings)} drawings from the val split of {args.data}")
     else:

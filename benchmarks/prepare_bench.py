@@ -25,7 +25,7 @@ import threading
 import time
 from pathlib import Path
 
-import orjson
+from doodle.data.store import load_manifest
 
 REPO = Path(__file__).resolve().parents[1]
 KEY = re.compile(rb'"key_id"\s*:\s*"?(\d+)"?')
@@ -102,7 +102,7 @@ def run_prepare(src: Path, out: Path, workers: int, extra: list[str] | None = No
     sampler.join()
     if code:
         raise SystemExit(f"prepare failed with exit code {code}")
-    return seconds, peak, orjson.loads((out / "manifest.json").read_bytes())
+    return seconds, peak, load_manifest(out)
 
 
 def main() -> None:
@@ -111,7 +111,15 @@ def main() -> None:
     parser.add_argument("--factors", type=int, nargs="+", default=[1, 10, 100])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workdir", type=Path, default=None, help="scratch space (default: a temp dir)")
+    parser.add_argument("--memory-mb", type=int, default=None,
+                        help="prepare's --memory-mb in the memory part (default: prepare's own, 2048)")
+    parser.add_argument("--shards", type=int, default=None,
+                        help="prepare's --shards in the memory part (a few, with a small --memory-mb, makes "
+                        "buckets outgrow their share: the multi-pass reduce)")
+    parser.add_argument("--no-throughput", action="store_true", help="skip part 1")
     args = parser.parse_args()
+    extra = [*(["--memory-mb", str(args.memory_mb)] if args.memory_mb else []),
+             *(["--shards", str(args.shards)] if args.shards else [])]
     files = source_files(args.quickdraw)
     if not files:
         raise SystemExit(f"no ndjson files under {args.quickdraw}")
@@ -123,21 +131,24 @@ def main() -> None:
         megabytes = sum(f.stat().st_size for f in files) / 1e6
         print(f"input: {len(files)} real ndjson files, {n:,} drawings ({megabytes:.0f} MB)")
         print(f"\n1. throughput (median of {args.repeats} runs; includes process start-up)")
-        for workers in sorted({1, cores}):
+        for workers in [] if args.no_throughput else sorted({1, cores}):
             times = [run_prepare(src, work / "store", workers)[0] for _ in range(args.repeats)]
             med = statistics.median(times)
             print(f"  workers={workers}: {med:6.2f} s  {n / med:9,.0f} drawings/s  "
                   f"{n / med / workers:9,.0f} drawings/s per core")
-        print(f"\n2. peak memory of the process tree ({cores} workers, default --memory-mb 2048)")
-        print(f"  {'factor':>6} {'drawings':>11} {'input MB':>9} {'shards':>6} {'seconds':>8} "
+        options = " ".join(extra) or "default --memory-mb 2048"
+        print(f"\n2. peak memory of the process tree ({cores} workers, {options})")
+        print(f"  {'factor':>6} {'drawings':>11} {'input MB':>9} {'shards':>6} {'passes':>6} {'seconds':>8} "
               f"{'drawings/s/core':>15} {'peak RSS MB':>11}")
         for factor in args.factors:
             shutil.rmtree(work / "rep", ignore_errors=True)
             n_rep = replicate(files, factor, work / "rep")
             size = sum(f.stat().st_size for f in (work / "rep").iterdir())
-            seconds, peak, manifest = run_prepare(work / "rep", work / "store", cores)
+            seconds, peak, manifest = run_prepare(work / "rep", work / "store", cores, extra)
             assert manifest["accepted"] == n_rep, manifest["accepted"]
-            print(f"  {factor:>5}x {n_rep:>11,} {size / 1e6:>9,.0f} {manifest['shards']:>6} {seconds:>8.1f} "
+            passes = manifest.get("passes", manifest["shards"])  # reduce passes in all (one per shard at most sizes)
+            print(f"  {factor:>5}x {n_rep:>11,} {size / 1e6:>9,.0f} {manifest['shards']:>6} {passes:>6} "
+                  f"{seconds:>8.1f} "
                   f"{n_rep / seconds / cores:>15,.0f} {peak / 2**20:>11,.0f}")
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -143,7 +143,7 @@ def read_scores(path: PathLike, columns: Sequence[str]) -> pa.Table:
 
 def clean_store(store: PathLike, out: PathLike, drop_key_ids: np.ndarray, split: str = "train") -> dict:
     """Copy `store` to `out` without the drawings `drop_key_ids` in `split`; returns the new manifest."""
-    from doodle.data.store import load_manifest, store_files
+    from doodle.data.store import MANIFEST, REJECTS, find_rejects, load_manifest, store_files, write_shard
 
     store, out = Path(store), Path(out)
     if out.exists():
@@ -166,14 +166,17 @@ def clean_store(store: PathLike, out: PathLike, drop_key_ids: np.ndarray, split:
         for word in table.filter(pc.invert(keep)).column("word").to_pylist():
             removed[word] = removed.get(word, 0) + 1
         rows_per_group = handle.metadata.row_group(0).num_rows if handle.metadata.num_row_groups else 8192
-        pq.write_table(kept, work / rel, compression="zstd", row_group_size=max(1, rows_per_group))
+        write_shard(kept, work / rel, max(1, rows_per_group))
     manifest["splits"][split] -= sum(removed.values())
     if split in manifest.get("per_class", {}):
         for word, n in removed.items():
             manifest["per_class"][split][word] -= n
     manifest["accepted"] -= sum(removed.values())
     manifest["cleaned"] = {"from": str(store), "split": split, "removed": sum(removed.values())}
-    (work / "manifest.json").write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
+    (work / MANIFEST).write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
+    rejects = find_rejects(store)
+    if rejects is not None:  # the records prepare rejected are still this store's history
+        shutil.copy2(rejects, work / REJECTS)
     work.rename(out)
     return manifest
 

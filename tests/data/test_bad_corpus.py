@@ -93,7 +93,7 @@ def test_prepare_accounts_for_every_record(corpus, tmp_path, capsys):
         assert main(["prepare", str(root), "--out", str(store), "--workers", "2", "--no-progress"]) == 0
     printed = capsys.readouterr()
     assert "Traceback" not in printed.err + printed.out
-    manifest = orjson.loads((store / "manifest.json").read_bytes())
+    manifest = orjson.loads((store / "_manifest.json").read_bytes())
     totals = bad_corpus.totals(expect)
     assert manifest["input"] == totals["input"]
     assert manifest["rejected"] == totals["rejected"]
@@ -108,7 +108,7 @@ def test_prepare_accounts_for_every_record(corpus, tmp_path, capsys):
     assert all(re.search(expect[k].skipped, reason) for k, reason in skipped.items())
     for name in skipped:  # describe() lists each skipped file
         assert str(root / name) in printed.out
-    lines = (store / "rejects.ndjson").read_bytes().splitlines()
+    lines = (store / "_rejects.ndjson").read_bytes().splitlines()
     assert len(lines) == totals["rejected"]
     got = sorted((rel(root, r["source"]), r["line"], r["reason"]) for r in map(orjson.loads, lines))
     want = sorted((k, line, pattern) for k, e in read.items() for line, pattern in e.rejects)

@@ -447,7 +447,10 @@ def test_store_folders_are_delegated(tmp_path, monkeypatch, simplified_cats):
         calls.append(path)
         yield from simplified_cats[:2]
 
-    monkeypatch.setitem(sys.modules, "doodle.data.store", types.SimpleNamespace(iter_store=iter_store))
+    from doodle.data.store import is_store
+
+    fake = types.SimpleNamespace(iter_store=iter_store, is_store=is_store)
+    monkeypatch.setitem(sys.modules, "doodle.data.store", fake)
     assert expand_sources(tmp_path) == ([(store, "store")], [])
     assert [d.key_id for d in read(store)] == [d.key_id for d in simplified_cats[:2]]
     assert calls == [store]

@@ -39,7 +39,7 @@ def prepare_folder(folder: Path, store: Path, workers: int = 1) -> dict:
     from doodle.cli import main
 
     assert main(["prepare", str(folder), "--out", str(store), "--workers", str(workers), "--no-progress"]) == 0
-    return orjson.loads((store / "manifest.json").read_bytes())
+    return orjson.loads((store / "_manifest.json").read_bytes())
 
 
 # -- 1. Sketch-RNN files never run code ------------------------------------------------------------------
@@ -242,7 +242,7 @@ def test_prepare_goes_on_past_a_damaged_gzip(tmp_path, damage):
                                                               "rejected": 1}
     assert manifest["files"][str(folder / "b.ndjson")] == {"format": "simplified-ndjson", "input": 5, "rejected": 0}
     assert manifest["accepted"] == whole + 5 and manifest["rejected"] == 1
-    (reject,) = map(orjson.loads, (tmp_path / "store" / "rejects.ndjson").read_bytes().splitlines())
+    (reject,) = map(orjson.loads, (tmp_path / "store" / "_rejects.ndjson").read_bytes().splitlines())
     assert reject["line"] == whole + 1 and reject["source"] == str(folder / "a.ndjson.gz")
 
 
@@ -479,7 +479,7 @@ def test_raw_length_is_the_records_own_length(tmp_path):
     record = reject.to_json_dict()
     assert record["raw_length"] == len(long_line) and len(record["raw"]) == Reject.RAW_LIMIT
     prepare_folder(path.parent, tmp_path / "store")
-    (written,) = map(orjson.loads, (tmp_path / "store" / "rejects.ndjson").read_bytes().splitlines())
+    (written,) = map(orjson.loads, (tmp_path / "store" / "_rejects.ndjson").read_bytes().splitlines())
     assert written["raw_length"] == len(long_line) and written["line"] == 3
     big = bc.bin_record(bc.KEY_BASE, [300, 300], recognized=5)
     bin_path = tmp_path / "cat.bin"

@@ -101,7 +101,7 @@ def test_overwrite_killed_between_its_renames_is_restored_by_the_next_run(drawin
     with pytest.raises(KeyboardInterrupt):
         prepare([other_drawings], out, PrepareConfig(**QUIET), overwrite=True)
     monkeypatch.setattr(fs.os, "rename", real_rename)
-    assert not out.exists() and (tmp_path / "store.old" / "manifest.json").is_file()
+    assert not out.exists() and (tmp_path / "store.old" / "_manifest.json").is_file()
     with pytest.raises(DoodleError, match="already exists"):  # the next run finds the old store back first
         prepare([other_drawings], out, PrepareConfig(**QUIET))
     assert load_manifest(out)["classes"] == ["circle", "square", "star"]

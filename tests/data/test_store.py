@@ -51,7 +51,7 @@ def test_manifest_accounting_and_dedup(mixed_inputs: Path, tmp_path: Path):
     assert manifest["input"] == manifest["accepted"] + manifest["duplicates"] + manifest["rejected"]
     # dog.bin ends with a cut record: the one reject
     assert manifest["rejected"] == 1
-    rejects = [orjson.loads(line) for line in (tmp_path / "store" / "rejects.ndjson").read_bytes().splitlines()]
+    rejects = [orjson.loads(line) for line in (tmp_path / "store" / "_rejects.ndjson").read_bytes().splitlines()]
     assert len(rejects) == 1 and rejects[0]["source"].endswith("dog.bin") and rejects[0]["line"] == 49
     # every key_id once; duplicates counted independently
     from doodle.data.formats import read
@@ -132,7 +132,7 @@ def test_chunked_file_gives_absolute_reject_lines(quickdraw: Path, tmp_path: Pat
     cfg = PrepareConfig(chunk_mb=4096 / 2**20, progress=False, workers=2)  # ~4 kB ranges: many tasks
     manifest = prepare([path], tmp_path / "store", cfg)
     assert len(manifest["files"]) == 1
-    rejects = [orjson.loads(x) for x in (tmp_path / "store" / "rejects.ndjson").read_bytes().splitlines()]
+    rejects = [orjson.loads(x) for x in (tmp_path / "store" / "_rejects.ndjson").read_bytes().splitlines()]
     assert sorted(r["line"] for r in rejects) == [i + 1 for i in bad_at]
     assert manifest["accepted"] + manifest["duplicates"] == len(lines) - len(bad_at)
 
@@ -144,7 +144,7 @@ def test_class_list_rejects_unknown_words(quickdraw: Path, tmp_path: Path):
     assert manifest["rejected"] == n_cats
     assert manifest["classes"] == ["dog", "zebra"] and manifest["classes_never_seen"] == ["zebra"]
     assert list(manifest["rejected_by_reason"]) == ["unknown class 'cat' (not in the class list)"]
-    first = orjson.loads((tmp_path / "s" / "rejects.ndjson").read_bytes().splitlines()[0])
+    first = orjson.loads((tmp_path / "s" / "_rejects.ndjson").read_bytes().splitlines()[0])
     assert first["line"] == 1 and orjson.loads(first["raw"])["word"] == "cat"
 
 
@@ -164,8 +164,8 @@ def test_existing_store_needs_overwrite(quickdraw: Path, tmp_path: Path):
     with pytest.raises(DoodleError, match="already exists"):
         prepare([src], tmp_path / "s", PrepareConfig(**QUIET))
     prepare([src], tmp_path / "s", PrepareConfig(**QUIET), overwrite=True)
-    with pytest.raises(DoodleError, match="manifest.json: not a Quick, Draw! drawing file"):
-        prepare([tmp_path / "s" / "manifest.json"], tmp_path / "t", PrepareConfig(**QUIET))
+    with pytest.raises(DoodleError, match="_manifest.json: not a Quick, Draw! drawing file"):
+        prepare([tmp_path / "s" / "_manifest.json"], tmp_path / "t", PrepareConfig(**QUIET))
     (tmp_path / "empty").mkdir()
     with pytest.raises(DoodleError, match="no drawing files"):
         prepare([tmp_path / "empty"], tmp_path / "t", PrepareConfig(**QUIET))
@@ -228,7 +228,7 @@ def test_accounting_property(quickdraw: Path, tmp_path_factory, data):
     assert manifest["duplicates"] == len(good) - len(set(good))
     assert manifest["accepted"] == len(set(good))
     assert manifest["input"] == manifest["accepted"] + manifest["duplicates"] + manifest["rejected"]
-    rejects = (root.with_name(root.name + "-store") / "rejects.ndjson").read_bytes().splitlines()
+    rejects = (root.with_name(root.name + "-store") / "_rejects.ndjson").read_bytes().splitlines()
     assert len(rejects) == n_bad
     assert load_manifest(root.with_name(root.name + "-store"))["input"] == len(picks)
 

@@ -1,8 +1,10 @@
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+from store_helpers import awkward_drawings
 
 from doodle.data.drawing import Drawing
-from doodle.data.table import drawings_to_table, table_to_drawings
+from doodle.data.table import SCHEMA, drawings_to_table, table_to_drawings
 
 
 def assert_same(a: Drawing, b: Drawing) -> None:
@@ -10,8 +12,8 @@ def assert_same(a: Drawing, b: Drawing) -> None:
         b.key_id, b.word, b.countrycode, b.recognized, b.timestamp)
     assert len(a.strokes) == len(b.strokes)
     for sa, sb in zip(a.strokes, b.strokes, strict=True):
-        assert sa.shape == sb.shape
-        assert np.array_equal(sa.astype(np.float32), sb)
+        assert sa.shape == sb.shape and sb.dtype == np.float64
+        assert np.array_equal(sa, sb)  # exactly: a store gives back what it was given
 
 
 def test_roundtrip_real_raw_and_simplified(raw_cats, simplified_cats):
@@ -37,13 +39,28 @@ def test_rows_taken_in_any_order_keep_their_timing(raw_cats, simplified_cats):
         assert_same(drawings[i], d)
 
 
-def test_raw_coordinates_survive_float32(raw_cats):
-    # Nearly all of Google's raw coordinates are float32 values written as float64 text; the rest
-    # (e.g. 246.90000153) lose only digits far below a pixel.
-    strokes = [s for d in raw_cats for s in d.strokes]
-    exact = [np.array_equal(s.astype(np.float32).astype(np.float64), s) for s in strokes]
-    assert np.mean(exact) > 0.9
-    assert max(np.abs(s.astype(np.float32) - s).max() for s in strokes) < 1e-4
+def test_every_value_comes_back_exactly():
+    drawings = awkward_drawings()
+    assert any(not np.array_equal(s.astype(np.float32), s) for d in drawings for s in d.strokes)
+    table = drawings_to_table(drawings, source="gen")
+    for name in ("x", "y", "t"):
+        assert table.schema.field(name).type == SCHEMA.field(name).type == pa.list_(pa.float64())
+    for a, b in zip(drawings, table_to_drawings(table), strict=True):
+        assert_same(a, b)
+
+
+def test_float32_rows_of_older_stores_still_read():
+    # Stores written before float64 coordinates hold list<float32>: they read back as float64 arrays.
+    drawings = awkward_drawings(6)
+    table = drawings_to_table(drawings)
+    f32 = pa.list_(pa.float32())
+    old = table.set_column(table.schema.get_field_index("x"), "x", pc.cast(table.column("x"), f32))
+    old = old.set_column(old.schema.get_field_index("y"), "y", pc.cast(old.column("y"), f32))
+    old = old.set_column(old.schema.get_field_index("t"), "t", pc.cast(old.column("t"), f32))
+    for a, b in zip(drawings, table_to_drawings(old), strict=True):
+        assert [s.dtype for s in b.strokes] == [np.float64] * len(a.strokes)
+        for sa, sb in zip(a.strokes, b.strokes, strict=True):
+            assert np.array_equal(sa.astype(np.float32), sb)
 
 
 def test_bitmap_and_empty():

@@ -9,7 +9,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "info",
         help="summarise a store: counts per split and class, rejects by reason",
-        description="Print what a store made by `doodle prepare` holds (read from its manifest.json).",
+        description="Print what a store made by `doodle prepare` holds (read from its _manifest.json).",
         epilog="example:\n  doodle info store/ --all",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -12,11 +12,15 @@ examples:
   doodle prepare data/synth --out store/
   doodle prepare ../shared/quickdraw/raw ../shared/quickdraw/simplified --out store/ \\
       --classes ../shared/quickdraw/meta/kaggle_340_classes.txt --val-fraction 0.1
-  duckdb -c "select word, count(*) from 'store/*/*.parquet' group by word"
+  doodle prepare kaggle/train_simplified kaggle/test_simplified.csv --out store/
+  doodle prepare drawings.bin --word "hot dog" --out store/
+  duckdb -c "select split, word, count(*) from 'store/**/*.parquet' group by all"
 
-The store: STORE/{train,val,test}/part-NNNNN.parquet (test = drawings without a word),
-STORE/manifest.json (classes in label order, counts) and STORE/rejects.ndjson (every bad record
-with its file, line and reason). input = accepted + duplicates + rejected, always.
+The store: STORE/{train,val,test}/part-NNNNN.parquet (test = drawings without a word, e.g. the
+rows of Kaggle's test CSV: label -1), STORE/_manifest.json (classes in label order, counts) and
+STORE/_rejects.ndjson (every bad record with its file, line and reason). Arrow tools skip the
+names starting with "_", so pyarrow, pandas, Polars and DuckDB read STORE as one dataset.
+input = accepted + duplicates + rejected, always. A failed run removes STORE.partial.
 """
 
 
@@ -35,6 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--classes", metavar="FILE|A,B,...",
                    help="class list in label order: a text file with one name per line, or comma-separated "
                    "names; drawings of other words are rejected (default: every word seen, sorted)")
+    p.add_argument("--word", metavar="WORD",
+                   help="the category of every drawing in files without a word field (.bin, .npz, bitmaps) "
+                   "whose names are not their category (default: guessed from each file name)")
     p.add_argument("--val-fraction", type=fraction(upper_open=True), default=0.05,
                    help="fraction of drawings in val (default 0.05)")
     p.add_argument("--seed", type=at_least(0), default=0, help="salt of split, buckets and shuffle (default 0)")
@@ -72,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
         val_fraction=args.val_fraction,
         seed=args.seed,
         classes=parse_classes(args.classes),
+        word=args.word,
         workers=args.workers,
         memory_mb=args.memory_mb,
         shards=args.shards,

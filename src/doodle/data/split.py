@@ -1,8 +1,9 @@
 """Pure functions of key_id: the train/val split and the shuffle bucket.
 
-Both come from splitmix64, a fast, well-mixed 64-bit hash, so a drawing lands in the same split
+All come from splitmix64, a fast, well-mixed 64-bit hash, so a drawing lands in the same split
 whatever the input order, file or machine, and buckets are uniform even though key_ids are not.
-The two uses are salted differently so that bucket membership says nothing about the split.
+The uses are salted differently so that bucket membership says nothing about the split, and the
+pass of a bucket reduced in several passes says nothing about either.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
 SPLIT_SALT = 0x5EED5917
 BUCKET_SALT = 0xB0C4E7
+PASS_SALT = 0x9A55E5
 
 
 def splitmix64(values: np.ndarray, salt: int = 0) -> np.ndarray:
@@ -38,3 +40,8 @@ def is_val(key_ids: np.ndarray, val_fraction: float, seed: int = 0) -> np.ndarra
 def bucket_of(key_ids: np.ndarray, n_buckets: int, seed: int = 0) -> np.ndarray:
     """The shuffle bucket (0..n_buckets-1) of each key_id; all copies of a key_id share one."""
     return (splitmix64(key_ids, BUCKET_SALT + seed) % np.uint64(n_buckets)).astype(np.int64)
+
+
+def pass_of(key_ids: np.ndarray, n_passes: int, seed: int = 0) -> np.ndarray:
+    """The reduce pass (0..n_passes-1) of each key_id within its bucket; all copies share one."""
+    return (splitmix64(key_ids, PASS_SALT + seed) % np.uint64(n_passes)).astype(np.int64)

@@ -8,14 +8,21 @@ memory with every core busy, so this is an external shuffle in two stages:
    bucket, to one Arrow IPC temp file in segments of bounded size. Bad records go to per-task
    reject files. Memory per worker: one segment.
 2. reduce: each bucket (all copies of a key_id share one) is loaded, deduplicated, labelled,
-   split by a hash of key_id, shuffled and written as one Parquet shard per split. Memory per
-   worker: one bucket; the number of buckets is chosen from the input size to fit the budget.
+   split by a hash of key_id, shuffled and written as one Parquet shard per split. The number of
+   buckets is chosen from the input size to fit the budget, up to `MAX_SHARDS`; a bucket that still
+   outgrows a worker's share (the map stage counts every bucket's bytes) is reduced in k passes,
+   each taking the rows of one value of a second, independent hash of key_id, so all copies of a
+   key_id still meet in one pass and each pass writes a shard of its own
+   (`part-NNNNN-JJJ.parquet`). Memory per worker: one pass, whatever the input size.
 
 The layout is `STORE/{train,val,test}/part-NNNNN.parquet` (the `split` column is also stored),
-`STORE/manifest.json` and `STORE/rejects.ndjson`. The store is built in `STORE.partial/` and
-renamed into place at the end, so a crashed run never leaves a half store behind; an existing store
-(`overwrite`) stays whole until the new one is complete (`doodle.fs.replace_folder`), and a lock
-beside the store stops a second run into the same folder at once.
+`STORE/_manifest.json` and `STORE/_rejects.ndjson`: Arrow tools skip names starting with `_`, so
+`pyarrow.dataset.dataset(STORE)`, `pandas.read_parquet(STORE)`, Polars and DuckDB read the store
+root as one dataset. Stores written before kept `manifest.json` and `rejects.ndjson`; every reader
+here finds either (`find_manifest`, `find_rejects`). A failed run removes its `STORE.partial/`
+(a killed one leaves it to the next run, which clears it first); an existing store (`overwrite`)
+stays whole until the new one is complete (`doodle.fs.replace_folder`), and a lock beside the store
+stops a second run into the same folder at once.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import shutil
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -38,8 +46,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from doodle.data.drawing import DEFAULT_LIMITS, Drawing, Limits, Reject
-from doodle.data.split import bucket_of, is_val
-from doodle.data.table import SCHEMA, drawings_to_table, table_to_drawings
+from doodle.data.split import bucket_of, is_val, pass_of
+from doodle.data.table import POINT_COLUMNS, SCHEMA, drawings_to_table, table_to_drawings
 from doodle.errors import DoodleError
 from doodle.fs import check_writable, exclusive_lock, recover_replaced, replace_folder
 from doodle.version import code_version
@@ -52,11 +60,21 @@ MIN_MEMORY_MB = 16
 MAX_SHARDS = 4096
 """Most shuffle buckets (one open batch each per map segment; the automatic choice stops here too)."""
 STORE_SHARD = "store-shard"  # a task reading one Parquet shard of an input store
+MANIFEST = "_manifest.json"
+REJECTS = "_rejects.ndjson"
+LEGACY_MANIFEST = "manifest.json"
+LEGACY_REJECTS = "rejects.ndjson"
+"""The names stores written before `_manifest.json` used (still read; Arrow tools choke on them)."""
+WORDLESS_FORMATS = frozenset({"binary", "npz", "bitmap-npy", "bitmap-bin"})
+"""Formats with no word field: `PrepareConfig.word` names their category (else the file name does)."""
 
-# Arrow bytes per input byte, by format: raw JSON spells a float32 in ~18 characters, the binary
-# format packs a coordinate in one byte. Used only to size buckets; a generous guess is harmless.
-_EXPANSION = {"binary": 5.0, "npz": 5.0, "bitmap-npy": 1.2, "bitmap-bin": 1.2}
-_DEFAULT_EXPANSION = 1.5
+# Arrow bytes per input byte, by format: raw JSON spells a coordinate in ~7-18 characters and a
+# float64 takes 8 bytes, the binary format packs a coordinate in one byte. Used only to choose the
+# number of buckets (the map stage measures the real sizes); a generous guess is harmless.
+_EXPANSION = {"binary": 10.0, "npz": 10.0, "bitmap-npy": 1.2, "bitmap-bin": 1.2}
+_DEFAULT_EXPANSION = 2.0
+_WORKING_COPIES = 3
+"""A bucket is in memory up to this many times at once in the reduce stage (read, deduplicated, split)."""
 
 
 @dataclass
@@ -68,15 +86,20 @@ class PrepareConfig:
     seed: int = 0
     """Salt of the split, the buckets and the shuffle; same seed and input give the same store."""
     classes: list[str] | None = None
-    """Class names in label order; drawings of other words are rejected. None: sorted words seen."""
+    """Class names in label order; drawings of other words are rejected. None: sorted words seen.
+    Drawings without a word (Kaggle's test rows) are kept either way, in the "test" split."""
+    word: str | None = None
+    """The word of every drawing of a format without one (binary, npz, bitmaps), for files whose
+    names are not their category; None: guessed from each file's name (`formats.infer_word`)."""
     workers: int = 0
     """Worker processes; 0 means one per core."""
     memory_mb: int = 2048
-    """Budget for all workers' buffers together; buckets are sized to fit it."""
+    """Budget for all workers' buffers together; buckets and reduce passes are sized to fit it."""
     chunk_mb: float = 64
     """Size of the byte ranges big text files are cut into (the unit of parallel work)."""
     shards: int = 0
-    """Number of shuffle buckets (shards per split); 0 chooses from input size and memory."""
+    """Number of shuffle buckets (shards per split, one more per extra reduce pass of a bucket that
+    outgrows the budget); 0 chooses from input size and memory."""
     row_group_size: int = 8192
     """Rows per Parquet row group (the unit a loader reads at random)."""
     limits: Limits = field(default_factory=lambda: DEFAULT_LIMITS)
@@ -94,6 +117,7 @@ class PrepareConfig:
             (self.chunk_mb > 0, f"chunk_mb must be positive, got {self.chunk_mb}"),
             (0 <= self.shards <= MAX_SHARDS, f"shards must be 0 (automatic) to {MAX_SHARDS}, got {self.shards}"),
             (self.row_group_size >= 1, f"row_group_size must be at least 1, got {self.row_group_size}"),
+            (self.word is None or bool(self.word.strip()), f"word must name a category, got {self.word!r}"),
         ]
         for ok, message in rules:
             if not ok:
@@ -138,6 +162,8 @@ class _TaskResult:
     rejected: Counter = field(default_factory=Counter)
     words: Counter = field(default_factory=Counter)
     segments: int = 0
+    bucket_bytes: np.ndarray | None = None
+    """Arrow bytes this task wrote to each bucket (summed over tasks, they size the reduce passes)."""
 
     @property
     def inputs(self) -> int:
@@ -171,7 +197,11 @@ def prepare(sources: Sequence[str | os.PathLike], out: str | os.PathLike, config
         recover_replaced(out)
         _check_out(out, overwrite)  # again, now that no other run can be changing it
         work = out.with_name(out.name + ".partial")
-        manifest = _build(files, skipped, work, cfg)
+        try:
+            manifest = _build(files, skipped, work, cfg)
+        except BaseException:
+            shutil.rmtree(work, ignore_errors=True)  # a half-built store is of no use: a rerun starts over
+            raise
         replace_folder(work, out)
     return manifest
 
@@ -182,7 +212,7 @@ def _check_out(out: Path, overwrite: bool) -> None:
         raise DoodleError(f"--out {out} is a file, not a store folder")
     if out.exists() and not overwrite:
         raise DoodleError(f"{out} already exists (pass --overwrite to replace it)")
-    if out.is_dir() and any(out.iterdir()) and not (out / "manifest.json").is_file():
+    if out.is_dir() and any(out.iterdir()) and not is_store(out):
         raise DoodleError(f"--out {out} is a folder that is not a doodle store: refusing to replace it")
     check_writable(out.parent, shown=str(out))  # the lock, STORE.partial and the swap live beside it
 
@@ -196,22 +226,46 @@ def _build(files: list, skipped: list, work: Path, cfg: PrepareConfig) -> dict:
     tasks = _plan_tasks(files, max(1, int(cfg.chunk_mb * 2**20)))
     n_buckets = cfg.shards or _choose_buckets(tasks, workers, cfg.memory_mb)
     segment_bytes = max(1 << 20, (cfg.memory_mb << 20) // (4 * workers))
-    results = _run_map(tasks, work, n_buckets, segment_bytes, cfg, workers)
+    results, bucket_bytes = _run_map(tasks, work, n_buckets, segment_bytes, cfg, workers)
     classes, unknown = _resolve_classes(cfg.classes, results)
-    counts = _run_reduce(work, n_buckets, tasks, results, classes, cfg, workers)
+    passes = _plan_passes(bucket_bytes, _pass_budget(workers, cfg.memory_mb))
+    counts = _run_reduce(work, n_buckets, passes, results, classes, cfg, workers)
     rejected = _merge_rejects(work, tasks, results)
-    manifest = _manifest(cfg, files, skipped, tasks, results, classes, counts, rejected, n_buckets,
+    manifest = _manifest(cfg, files, skipped, tasks, results, classes, counts, rejected, (n_buckets, len(passes)),
                          time.time() - started, unknown)
-    (work / "manifest.json").write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
+    (work / MANIFEST).write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
     shutil.rmtree(work / "_tmp")
     return manifest
 
 
+def find_manifest(folder: str | os.PathLike) -> Path | None:
+    """The manifest file of a store folder (`_manifest.json`, or an older store's `manifest.json`), or None."""
+    for name in (MANIFEST, LEGACY_MANIFEST):
+        path = Path(folder) / name
+        if path.is_file():
+            return path
+    return None
+
+
+def is_store(folder: str | os.PathLike) -> bool:
+    """Whether `folder` is a store made by `prepare` (it holds a manifest)."""
+    return find_manifest(folder) is not None
+
+
+def find_rejects(store: str | os.PathLike) -> Path | None:
+    """The rejects file of a store (`_rejects.ndjson`, or an older store's `rejects.ndjson`), or None."""
+    for name in (REJECTS, LEGACY_REJECTS):
+        path = Path(store) / name
+        if path.is_file():
+            return path
+    return None
+
+
 def load_manifest(store: str | os.PathLike) -> dict:
     """The manifest of a store (raises `DoodleError` when `store` is not one)."""
-    path = Path(store) / "manifest.json"
-    if not path.is_file():
-        raise DoodleError(f"{store} is not a doodle store (no manifest.json)")
+    path = find_manifest(store)
+    if path is None:
+        raise DoodleError(f"{store} is not a doodle store (no {MANIFEST})")
     return orjson.loads(path.read_bytes())
 
 
@@ -274,10 +328,24 @@ def _plan_tasks(files: list[tuple[Path, str]], chunk_bytes: int) -> list[_Task]:
 
 
 def _choose_buckets(tasks: list[_Task], workers: int, memory_mb: int) -> int:
-    """Enough buckets that one per worker (with working copies, x3) fits the memory budget."""
+    """Enough buckets that one per worker (with its working copies) fits the memory budget, up to
+    `MAX_SHARDS`; past that, buckets are reduced in several passes (`_plan_passes`)."""
     arrow_bytes = sum(p.size * _EXPANSION.get(p.fmt, _DEFAULT_EXPANSION) for t in tasks for p in t.parts)
-    per_bucket = (memory_mb << 20) / (3 * workers)
-    return max(1, min(MAX_SHARDS, math.ceil(arrow_bytes / per_bucket)))
+    return max(1, min(MAX_SHARDS, math.ceil(arrow_bytes / _pass_budget(workers, memory_mb))))
+
+
+def _pass_budget(workers: int, memory_mb: int) -> float:
+    """Arrow bytes one reduce pass may load: a worker's share of the budget over its working copies."""
+    return (memory_mb << 20) / (_WORKING_COPIES * workers)
+
+
+def _plan_passes(bucket_bytes: np.ndarray, budget: float) -> list[tuple[int, int, int]]:
+    """(bucket, pass j, passes k) for every reduce pass: k = 1 unless the bucket outgrows `budget`."""
+    passes = []
+    for bucket, size in enumerate(bucket_bytes.tolist()):
+        k = max(1, math.ceil(size / budget))
+        passes += [(bucket, j, k) for j in range(k)]
+    return passes
 
 
 # -- map stage ------------------------------------------------------------------------------------
@@ -295,20 +363,27 @@ def _run_map(tasks, work: Path, n_buckets: int, segment_bytes: int, cfg: Prepare
     # Largest first, so a big file does not start last and leave the other cores idle.
     args.sort(key=lambda a: -a[0].size)
     results: list[_TaskResult] = [None] * len(tasks)  # type: ignore[list-item]
+    bucket_bytes = np.zeros(n_buckets, np.int64)
     bar = tqdm(total=sum(t.size for t in tasks), unit="B", unit_scale=True, desc="read",
                disable=not cfg.progress)
-    if workers == 1:
-        iterator = map(_map_task, args)
-        for result in iterator:
+    with _maybe_pool(workers) as pool:
+        for result in (pool.imap_unordered(_map_task, args) if pool else map(_map_task, args)):
+            bucket_bytes += result.bucket_bytes
+            result.bucket_bytes = None  # only the totals are needed: tasks x buckets would grow with input
             results[result.index] = result
             bar.update(tasks[result.index].size)
-    else:
-        with _pool(workers) as pool:
-            for result in pool.imap_unordered(_map_task, args):
-                results[result.index] = result
-                bar.update(tasks[result.index].size)
     bar.close()
-    return results
+    return results, bucket_bytes
+
+
+@contextmanager
+def _maybe_pool(workers: int) -> Iterator:
+    """A pool of `workers` processes, or None to work in this process when there is one worker."""
+    if workers == 1:
+        yield None
+        return
+    with _pool(workers) as pool:
+        yield pool
 
 
 def _task_position(stats, fmt: str) -> int:
@@ -336,6 +411,7 @@ def _map_task(args) -> _TaskResult:
         writer.flush()
     writer.close()
     result.segments = writer.segments
+    result.bucket_bytes = writer.bucket_bytes
     return result
 
 
@@ -346,7 +422,7 @@ def _map_part(part: _Part, writer: _SegmentWriter, rejects, result: _TaskResult,
 
     stats = ReadStats()
     counts = _PartResult()
-    for record in _records(part, cfg.limits, stats):
+    for record in _records(part, cfg.limits, stats, cfg.word):
         counts.inputs += 1
         if isinstance(record, Drawing) and record.word is not None:
             record = _check_class(record, part, stats, classes)
@@ -372,12 +448,15 @@ def _check_class(drawing: Drawing, part: _Part, stats, classes: set[str] | None)
     return drawing
 
 
-def _records(part: _Part, limits: Limits, stats) -> Iterator[Drawing | Reject]:
+def _records(part: _Part, limits: Limits, stats, word: str | None = None) -> Iterator[Drawing | Reject]:
     from doodle.data.formats import iter_records
 
     if part.fmt != STORE_SHARD:
+        # `word` names only formats that have none: a Kaggle test row stays unlabelled, whatever it says.
+        word = word if part.fmt in WORDLESS_FORMATS else None
         try:
-            yield from iter_records(part.path, part.fmt, limits=limits, start=part.start, end=part.end, stats=stats)
+            yield from iter_records(part.path, part.fmt, limits=limits, word=word, start=part.start, end=part.end,
+                                    stats=stats)
         except _READ_FAILURES as err:  # the file changed or broke under the reader: one reject, not a dead run
             yield _failure_reject(part, stats, err)
         return
@@ -422,6 +501,7 @@ class _SegmentWriter:
         self.writer = pa.ipc.new_file(self.sink, self.schema, options=pa.ipc.IpcWriteOptions(compression="lz4"))
         self.segments = 0
         self.rows = 0
+        self.bucket_bytes = np.zeros(n_buckets, np.int64)
         self.buffer: list[Drawing] = []
         self.sources: list[str] = []
         self.buffered_bytes = 0
@@ -429,8 +509,8 @@ class _SegmentWriter:
     def add(self, drawing: Drawing, source: str) -> None:
         self.buffer.append(drawing)
         self.sources.append(source)
-        # about 12 bytes per point in Arrow (x, y, t as float32), a bitmap is 784
-        self.buffered_bytes += 12 * drawing.n_points + (784 if drawing.bitmap is not None else 0) + 100
+        # about 24 bytes per point in Arrow (x, y, t as float64), a bitmap is 784
+        self.buffered_bytes += 24 * drawing.n_points + (784 if drawing.bitmap is not None else 0) + 100
         if self.buffered_bytes >= self.segment_bytes:
             self.flush()
 
@@ -453,6 +533,7 @@ class _SegmentWriter:
             # Exactly one batch per bucket, even an empty one: the reduce stage finds bucket b of
             # segment s at batch index s * n_buckets + b.
             part = table.slice(bounds[b], bounds[b + 1] - bounds[b]).combine_chunks()
+            self.bucket_bytes[b] += part.nbytes
             batches = part.to_batches()
             self.writer.write_batch(batches[0] if batches else _empty_batch(self.schema))
         self.segments += 1
@@ -487,39 +568,41 @@ def _resolve_classes(given: list[str] | None, results: list[_TaskResult]) -> tup
 # -- reduce stage ---------------------------------------------------------------------------------
 
 
-def _run_reduce(work: Path, n_buckets: int, tasks, results, classes, cfg, workers) -> dict:
+def _run_reduce(work: Path, n_buckets: int, passes: list[tuple[int, int, int]], results, classes, cfg,
+                workers: int) -> dict:
     from tqdm import tqdm
 
     segments = {r.index: r.segments for r in results}
-    args = [(b, str(work), n_buckets, segments, classes, cfg) for b in range(n_buckets)]
+    args = [(b, j, k, str(work), n_buckets, segments, classes, cfg) for b, j, k in passes]
     totals = {"duplicates": 0, "per_split": Counter(), "per_class": {s: Counter() for s in SPLITS}}
-    bar = tqdm(total=n_buckets, unit="shard", desc="shuffle", disable=not cfg.progress)
-    if workers == 1 or n_buckets == 1:
-        iterator = map(_reduce_bucket, args)
-        _collect(iterator, totals, bar)
-    else:
-        with _pool(min(workers, n_buckets)) as pool:
-            _collect(pool.imap_unordered(_reduce_bucket, args), totals, bar)
+    bar = tqdm(total=len(passes), unit="shard", desc="shuffle", disable=not cfg.progress)
+    with _maybe_pool(min(workers, len(passes))) as pool:
+        _collect(pool.imap_unordered(_reduce_pass, args) if pool else map(_reduce_pass, args), totals, bar)
     bar.close()
     return totals
 
 
 def _collect(iterator, totals: dict, bar) -> None:
-    for dups, per_class in iterator:
+    for dups, rows, per_class in iterator:
         totals["duplicates"] += dups
+        totals["per_split"].update(rows)
         for split, counter in per_class.items():
             totals["per_class"][split].update(counter)
-            totals["per_split"][split] += sum(counter.values())
         bar.update(1)
 
 
-def _read_bucket(tmp: Path, bucket: int, n_buckets: int, segments: dict[int, int]) -> pa.Table:
+def _read_bucket(tmp: Path, bucket: int, n_buckets: int, segments: dict[int, int],
+                 keep: tuple[int, int, int] = (0, 1, 0)) -> pa.Table:
+    """Bucket `bucket` of every map file; with `keep` = (j, k, seed) > 1 pass, only pass j's rows."""
+    j, k, seed = keep
     parts = []
     for task_index, n_segments in sorted(segments.items()):
         with pa.memory_map(str(tmp / f"map-{task_index:06d}.arrow")) as source:
             reader = pa.ipc.open_file(source)
             for s in range(n_segments):
                 batch = reader.get_batch(s * n_buckets + bucket)
+                if k > 1 and batch.num_rows:  # filter batch by batch: the rest of the bucket is never held
+                    batch = batch.filter(pa.array(pass_of(batch.column("key_id").to_numpy(), k, seed) == j))
                 if batch.num_rows:
                     parts.append(batch)
     if not parts:
@@ -542,37 +625,55 @@ def _deduplicate(table: pa.Table) -> tuple[pa.Table, int]:
     return table.take(pa.array(keep)), int(len(keys) - len(keep))
 
 
-def _reduce_bucket(args) -> tuple[int, dict[str, Counter]]:
-    bucket, work, n_buckets, segments, classes, cfg = args
-    work = Path(work)
-    table = _read_bucket(work / "_tmp", bucket, n_buckets, segments)
-    table, dups = _deduplicate(table)
-    table = table.drop_columns(["task", "row"])
-    keys = table.column("key_id").to_numpy()
-    words = table.column("word").to_pylist()
-    index = {c: i for i, c in enumerate(classes)}
-    labels = np.array([index.get(w, -1) if w is not None else -1 for w in words], np.int32)
-    val = is_val(keys, cfg.val_fraction, cfg.seed)
+def _label(table: pa.Table, classes: list[str], cfg: PrepareConfig) -> pa.Table:
+    """Append label (-1 without a word) and split ("test" without a label, else val/train by key_id)."""
+    value_set = pa.array(classes, pa.string())
+    labels = pc.index_in(table.column("word"), value_set=value_set).fill_null(-1).to_numpy().astype(np.int32)
+    val = is_val(table.column("key_id").to_numpy(), cfg.val_fraction, cfg.seed)
     split = np.where(labels < 0, "test", np.where(val, "val", "train"))
     table = table.append_column("label", pa.array(labels)).append_column("split", pa.array(split))
-    table = table.select(SCHEMA.names).cast(SCHEMA)
-    rng = np.random.default_rng([cfg.seed, bucket])
+    return table.select(SCHEMA.names).cast(SCHEMA)
+
+
+def _reduce_pass(args) -> tuple[int, dict[str, int], dict[str, Counter]]:
+    """One pass over one bucket: deduplicate, label, split, shuffle, write a shard per split."""
+    bucket, j, k, work, n_buckets, segments, classes, cfg = args
+    table = _read_bucket(Path(work) / "_tmp", bucket, n_buckets, segments, (j, k, cfg.seed))
+    table, dups = _deduplicate(table)
+    table = _label(table.drop_columns(["task", "row"]), classes, cfg)
+    rng = np.random.default_rng([cfg.seed, bucket] if k == 1 else [cfg.seed, bucket, j])
     table = table.take(pa.array(rng.permutation(table.num_rows)))
+    name = f"part-{bucket:05d}.parquet" if k == 1 else f"part-{bucket:05d}-{j:03d}.parquet"
+    return (dups, *_write_splits(table, Path(work), name, cfg.row_group_size))
+
+
+def _write_splits(table: pa.Table, work: Path, name: str, row_group_size: int) -> tuple[dict, dict]:
+    """Each split's rows as `work/SPLIT/name`; returns rows and words counted per split."""
+    rows: dict[str, int] = {}
     per_class: dict[str, Counter] = {}
-    for name in SPLITS:
-        part = table.filter(pc.equal(table.column("split"), name))
-        if part.num_rows == 0:
-            continue
-        per_class[name] = Counter(part.column("word").to_pylist())
-        _write_parquet(part, work / name / f"part-{bucket:05d}.parquet", cfg.row_group_size)
-    return dups, per_class
+    for split in SPLITS:
+        part = table.filter(pc.equal(table.column("split"), split))
+        if part.num_rows:
+            rows[split] = part.num_rows
+            per_class[split] = _word_counts(part.column("word"))
+            write_shard(part, work / split / name, row_group_size)
+    return rows, per_class
 
 
-def _write_parquet(table: pa.Table, path: Path, row_group_size: int) -> None:
+def _word_counts(words: pa.ChunkedArray) -> Counter:
+    counts = pc.value_counts(words)
+    return Counter(dict(zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist(), strict=True)))
+
+
+def write_shard(table: pa.Table, path: Path, row_group_size: int) -> None:
+    """Write one store shard (atomically): the encodings every shard of a store uses."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
+    # BYTE_STREAM_SPLIT groups the bytes of the floats by position: float64 points then compress
+    # smaller than float32 ones did without it, and decode faster.
     pq.write_table(table, tmp, compression="zstd", row_group_size=row_group_size,
-                   use_dictionary=["word", "split", "countrycode", "source"])
+                   use_dictionary=["word", "split", "countrycode", "source"],
+                   use_byte_stream_split=[f"{name}.list.element" for name in POINT_COLUMNS])
     tmp.rename(path)
 
 
@@ -580,7 +681,7 @@ def _write_parquet(table: pa.Table, path: Path, row_group_size: int) -> None:
 
 
 def _merge_rejects(work: Path, tasks: list[_Task], results: list[_TaskResult]) -> int:
-    """One rejects.ndjson in input order, with line numbers made absolute across file chunks."""
+    """One `_rejects.ndjson` in input order, with line numbers made absolute across file chunks."""
     from doodle.data.formats import SPLITTABLE_FORMATS
 
     # Only byte-range chunks of a big file (tasks of one part) count lines from their own start.
@@ -592,7 +693,7 @@ def _merge_rejects(work: Path, tasks: list[_Task], results: list[_TaskResult]) -
         line_base[task.index] = lines_so_far.get(path, 0)
         lines_so_far[path] = line_base[task.index] + results[task.index].parts[0].lines
     count = 0
-    with open(work / "rejects.ndjson", "wb") as out:
+    with open(work / REJECTS, "wb") as out:
         for task in tasks:
             shift = line_base.get(task.index, 0)
             with open(work / "_tmp" / f"rejects-{task.index:06d}.ndjson", "rb") as handle:
@@ -606,7 +707,7 @@ def _merge_rejects(work: Path, tasks: list[_Task], results: list[_TaskResult]) -
     return count
 
 
-def _manifest(cfg, files, skipped, tasks, results, classes, counts, rejected, n_buckets, seconds,
+def _manifest(cfg, files, skipped, tasks, results, classes, counts, rejected, layout, seconds,
               unknown) -> dict:
     inputs = sum(r.inputs for r in results)
     accepted_rows = sum(counts["per_split"].values())
@@ -636,7 +737,8 @@ def _manifest(cfg, files, skipped, tasks, results, classes, counts, rejected, n_
         "per_class": {s: {c: counts["per_class"][s].get(c, 0) for c in classes} for s in ("train", "val")},
         "unlabelled": counts["per_split"].get("test", 0),
         "classes_never_seen": unknown,
-        "shards": n_buckets,
+        "shards": layout[0],
+        "passes": layout[1],
         "files": per_file,
         "skipped_files": {str(p): reason for p, reason in skipped},
         "config": config,
@@ -648,15 +750,14 @@ def _manifest(cfg, files, skipped, tasks, results, classes, counts, rejected, n_
 def describe(manifest: dict, max_classes: int = 20) -> str:
     """A human summary of a store's manifest: totals, splits, rejects, the largest classes."""
     lines = [
-        f"doodle store ({manifest['code_version']}, {manifest['shards']} shards, built in {manifest['seconds']} s)",
+        f"doodle store ({manifest['code_version']}, {_describe_shards(manifest)}, built in {manifest['seconds']} s)",
         f"  input {manifest['input']:,} = accepted {manifest['accepted']:,} + duplicates "
         f"{manifest['duplicates']:,} + rejected {manifest['rejected']:,}",
         "  splits: " + ", ".join(f"{s} {n:,}" for s, n in manifest["splits"].items()),
-        f"  classes: {manifest['n_classes']}"
-        + (f" ({len(manifest['classes_never_seen'])} listed but never seen)" if manifest["classes_never_seen"] else ""),
+        _describe_classes(manifest),
     ]
     if manifest["rejected_by_reason"]:
-        lines.append("  rejects by reason (details in rejects.ndjson):")
+        lines.append(f"  rejects by reason (details in {REJECTS}):")
         lines += [f"    {n:>9,}  {reason}" for reason, n in list(manifest["rejected_by_reason"].items())[:10]]
     train, val = manifest["per_class"]["train"], manifest["per_class"]["val"]
     ranked = sorted(manifest["classes"], key=lambda c: -(train.get(c, 0) + val.get(c, 0)))
@@ -671,16 +772,29 @@ def describe(manifest: dict, max_classes: int = 20) -> str:
     return "\n".join(lines)
 
 
+def _describe_shards(manifest: dict) -> str:
+    passes = manifest.get("passes", manifest["shards"])  # stores written before passes had one per shard
+    extra = f" reduced in {passes:,} passes" if passes > manifest["shards"] else ""
+    return f"{manifest['shards']} shards{extra}"
+
+
+def _describe_classes(manifest: dict) -> str:
+    if not manifest["classes"]:  # only unlabelled drawings (e.g. Kaggle's test CSV alone)
+        return f"  classes: none (no drawing has a word: all {manifest['splits']['test']:,} are in test)"
+    never = manifest["classes_never_seen"]
+    return f"  classes: {manifest['n_classes']}" + (f" ({len(never)} listed but never seen)" if never else "")
+
+
 SHOWN_SKIPPED = 50
 
 
 def _describe_skipped(skipped: dict[str, str]) -> list[str]:
-    """Each skipped file with its reason (the first `SHOWN_SKIPPED`; all are in manifest.json)."""
+    """Each skipped file with its reason (the first `SHOWN_SKIPPED`; all are in the manifest)."""
     if not skipped:
         return []
     lines = [f"  skipped {len(skipped):,} files (not read, not counted in input):"]
     for path, reason in list(skipped.items())[:SHOWN_SKIPPED]:
         lines.append(f"    {path}: {reason.removeprefix(f'{path}: ')}")
     if len(skipped) > SHOWN_SKIPPED:
-        lines.append(f"    ... and {len(skipped) - SHOWN_SKIPPED:,} more (listed in manifest.json)")
+        lines.append(f"    ... and {len(skipped) - SHOWN_SKIPPED:,} more (listed in {MANIFEST})")
     return lines

@@ -4,11 +4,12 @@ Strokes are stored flat so that any Arrow tool (DuckDB, Polars, Spark) can read 
 can hand them to the batch renderer without a Python loop per point:
 
 * `stroke_len`: points per stroke (list<int32>);
-* `x`, `y`: all points of the drawing, stroke after stroke (list<float32>: simplified
-  coordinates are integers and nearly all raw ones are float32 values, so they are exact; the few
-  raw values written with more digits keep 7 significant digits, an error below 1e-4 px);
-* `t`: milliseconds since the first point, null when the source had no timing (list<float32>,
-  exact for whole milliseconds up to 4.6 hours).
+* `x`, `y`: all points of the drawing, stroke after stroke (list<float64>: a store gives back
+  exactly the coordinates it was given, whatever their digits; written with Parquet's
+  BYTE_STREAM_SPLIT encoding, float64 compresses smaller than float32 did without it);
+* `t`: milliseconds since the first point, null when the source had no timing (list<float64>).
+
+Stores written before float64 hold list<float32> coordinates; `table_to_drawings` reads both.
 """
 
 from __future__ import annotations
@@ -33,14 +34,17 @@ SCHEMA = pa.schema(
         pa.field("n_strokes", pa.int32(), nullable=False),
         pa.field("n_points", pa.int32(), nullable=False),
         pa.field("stroke_len", pa.list_(pa.int32())),
-        pa.field("x", pa.list_(pa.float32())),
-        pa.field("y", pa.list_(pa.float32())),
-        pa.field("t", pa.list_(pa.float32())),
+        pa.field("x", pa.list_(pa.float64())),
+        pa.field("y", pa.list_(pa.float64())),
+        pa.field("t", pa.list_(pa.float64())),
         pa.field("bitmap", pa.binary()),
         pa.field("source", pa.string()),
     ]
 )
 """One row per drawing. `label` is -1 and `split` is "test" for drawings without a word."""
+
+POINT_COLUMNS = ("x", "y", "t")
+"""The float columns of points (Parquet leaf paths `x.list.element` etc. for column options)."""
 
 # Columns produced before labels and splits exist (the map stage of `prepare`).
 RAW_COLUMNS = [f.name for f in SCHEMA if f.name not in ("label", "split")]
@@ -68,7 +72,7 @@ def drawings_to_table(drawings: Iterable[Drawing], source: str | Sequence[str] |
     flats, lens = [], []
     has_time = np.zeros(n, bool)
     for i, d in enumerate(drawings):
-        pts, offsets = d.to_flat(np.float32)
+        pts, offsets = d.to_flat(np.float64)
         flats.append(pts)
         lens.append(np.diff(offsets))
         stroke_counts[i] = len(offsets) - 1
@@ -78,9 +82,9 @@ def drawings_to_table(drawings: Iterable[Drawing], source: str | Sequence[str] |
     np.cumsum(point_counts, out=point_offsets[1:])
     stroke_offsets = np.zeros(n + 1, np.int64)
     np.cumsum(stroke_counts, out=stroke_offsets[1:])
-    xs = _concat([p[:, 0] for p in flats], np.float32)
-    ys = _concat([p[:, 1] for p in flats], np.float32)
-    ts = _concat([p[:, 2] if p.shape[1] == 3 else np.zeros(len(p), np.float32) for p in flats], np.float32)
+    xs = _concat([p[:, 0] for p in flats], np.float64)
+    ys = _concat([p[:, 1] for p in flats], np.float64)
+    ts = _concat([p[:, 2] if p.shape[1] == 3 else np.zeros(len(p), np.float64) for p in flats], np.float64)
     stroke_len = _concat(lens, np.int32).astype(np.int32)
     bitmaps = [None if d.bitmap is None else np.asarray(d.bitmap, np.uint8).tobytes() for d in drawings]
     columns = {
@@ -125,7 +129,7 @@ def table_to_drawings(table: pa.Table | pa.RecordBatch) -> list[Drawing]:
         if "x" in names and x_off[i + 1] > x_off[i]:
             lo, hi = x_off[i], x_off[i + 1]
             cols = [xv[lo:hi], yv[lo:hi]] + ([tv[t_off[i] : t_off[i + 1]]] if t_valid[i] else [])
-            pts = np.stack(cols, axis=1).astype(np.float64)
+            pts = np.stack(cols, axis=1).astype(np.float64, copy=False)  # float32 in older stores
             ends = np.cumsum(sv[s_off[i] : s_off[i + 1]])
             strokes = np.split(pts, ends[:-1])
         bitmap = None

@@ -55,7 +55,8 @@ SPLITTABLE_FORMATS = frozenset({"raw-ndjson", "simplified-ndjson", "kaggle-csv"}
 """Line formats: `iter_records` accepts a byte range for them (uncompressed files only)."""
 STORE = "store"
 STORE_SPLIT = "store-split"  # one split folder of a store (STORE/val): that split only
-"""The pseudo-format `expand_sources` gives a prepared store folder (one holding manifest.json)."""
+"""The pseudo-format `expand_sources` gives a prepared store folder (one holding `_manifest.json`,
+or `manifest.json` for a store written before: `doodle.data.store.is_store`)."""
 DATA_SUFFIXES = (".ndjson", ".jsonl", ".json", ".csv", ".bin", ".npz", ".npy")
 GZ_SUFFIXES = (".ndjson.gz", ".jsonl.gz", ".json.gz", ".csv.gz")
 
@@ -125,7 +126,7 @@ def expand_sources(
     (`DATA_SUFFIXES`, and `.gz` of the text ones); a file there that fails detection is skipped,
     with its reason. Each real file and folder is visited once, however many symbolic links lead
     to it (a link to a folder above it would otherwise be walked without end); a link to a file
-    already listed is skipped with a reason. A folder holding `manifest.json` is a prepared store: it
+    already listed is skipped with a reason. A folder holding a manifest is a prepared store: it
     appears as (folder, "store") and is not walked; a split folder of a store (STORE/val) appears as
     (folder, "store-split") and reads that split only. An explicitly named file that fails detection
     raises `UnknownFormatError`; missing paths raise `DoodleError` naming them all.
@@ -145,8 +146,14 @@ def expand_sources(
     return walk.sources, walk.skipped
 
 
+def _is_store(folder: Path) -> bool:
+    from doodle.data.store import is_store
+
+    return is_store(folder)
+
+
 def _is_store_split(folder: Path) -> bool:
-    if not (folder.parent / "manifest.json").is_file():
+    if not _is_store(folder.parent):
         return False
     from doodle.data.store import SPLITS
 
@@ -171,7 +178,7 @@ class _Walk:
     def folder(self, folder: Path) -> None:
         if not self.first_visit(folder):  # a link back to a folder being (or already) walked
             return
-        if (folder / "manifest.json").is_file():
+        if _is_store(folder):
             self.sources.append((folder, STORE))
         elif _is_store_split(folder):
             self.sources.append((folder, STORE_SPLIT))
