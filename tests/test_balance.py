@@ -95,6 +95,51 @@ def test_flow_is_optimal_against_brute_force():
         assert sum(cost[i, got[i]] for i in range(n)) == pytest.approx(best, abs=1e-4)
 
 
+def network_simplex_cost(cost: np.ndarray, caps: np.ndarray, candidates: int) -> int | None:
+    """The least total cost of an assignment under the caps over each row's `candidates` cheapest
+    classes, by networkx's network simplex (None: no assignment fits)."""
+    import networkx as nx
+
+    n, k = cost.shape
+    g = nx.DiGraph()
+    g.add_node("sink", demand=n)
+    for c in range(k):
+        g.add_edge(("c", c), "sink", capacity=int(caps[c]), weight=0)
+    for i in range(n):
+        g.add_node(i, demand=-1)
+        for c in np.argsort(cost[i], kind="stable")[:candidates]:
+            g.add_edge(i, ("c", int(c)), capacity=1, weight=int(cost[i, c]))
+    try:
+        return int(nx.network_simplex(g)[0])
+    except nx.NetworkXUnfeasible:
+        return None
+
+
+def test_flow_matches_network_simplex_with_and_without_candidates():
+    from doodle.balance import COST_SCALE
+
+    rng = np.random.default_rng(3)
+    for trial in range(6):
+        n, k = int(rng.integers(40, 160)), int(rng.integers(3, 10))
+        p = skewed(n, k, seed=trial)
+        if trial % 2:
+            p = np.round(p, 2) + 1e-6  # many equal costs
+        expected = rng.uniform(0.5, 2.0, k)
+        expected *= n * rng.uniform(1.0, 1.2) / expected.sum()
+        caps = np.ceil(expected - 1e-9).astype(int)
+        cost = np.rint(-np.log(p) * COST_SCALE).astype(np.int64)
+        for m in (k, 3, 1):
+            best = network_simplex_cost(cost, caps, m)
+            if best is None:
+                with pytest.raises(DoodleError, match="raise the number of candidates"):
+                    flow_assign(p, expected, m)
+                continue
+            got = flow_assign(p, expected, m)
+            assert (np.bincount(got, minlength=k) <= caps).all()
+            assert (np.argsort(-p, 1, kind="stable")[:, :m] == got[:, None]).any(1).all()
+            assert cost[np.arange(n), got].sum() == best, (trial, m)
+
+
 @pytest.mark.parametrize("method", ["iterative", "greedy", "flow"])
 def test_balancing_raises_map3_on_a_balanced_set(method):
     p, y = biased_balanced_set()
@@ -130,3 +175,43 @@ def test_cli_balance(tmp_path, capsys):
     assert out.key_ids.tolist() == preds.key_ids.tolist() and out.words == preds.words
     assert "MAP@3" in capsys.readouterr().out
     assert main(["balance", str(tmp_path / "in.parquet"), "--out", str(tmp_path / "b.txt")]) == 2
+
+
+def kaggle_sized(n: int = 112_199, k: int = 340, seed: int = 11) -> np.ndarray:
+    """float32 [N, K] probabilities the size of Kaggle's test set, skewed like a model's: the softmax
+    of random logits, a true class raised and a per-class prior bias added."""
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(0.0, 1.0, (n, k)).astype(np.float32)
+    logits[np.arange(n), rng.integers(0, k, n)] += 3.5
+    logits += rng.normal(0.0, 0.2, k).astype(np.float32)
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    return p / p.sum(1, keepdims=True)
+
+
+def test_every_method_balances_the_full_test_set():
+    p = kaggle_sized()
+    n, k = p.shape
+    expected = expected_counts(n, k)
+    before = proxy_score(p, expected)
+    rows = np.random.default_rng(0).choice(n, 200, replace=False)
+    order = np.argsort(-p[rows], 1, kind="stable")
+    log_p = np.log(p.astype(np.float64))
+    totals = {}
+    for method in ("iterative", "greedy", "flow"):
+        out = balance_probs(p, method)
+        assert out.shape == p.shape and out.dtype == np.float32 and np.isfinite(out).all(), method
+        assert np.allclose(out.sum(1), 1, atol=1e-4), method
+        top1 = out.argmax(1)
+        if method == "iterative":  # per-class multipliers: the proxy score never gets worse
+            assert proxy_score(top1, expected) < before / 2
+            w = out[rows[0]] / p[rows[0]]
+            assert np.allclose(out[rows], p[rows] * w / (p[rows] * w).sum(1, keepdims=True), rtol=1e-3, atol=1e-7)
+            continue
+        counts = np.bincount(top1, minlength=k)
+        assert counts.max() <= np.ceil(n / k) and counts.sum() == n, method  # every class capped
+        assert proxy_score(top1, expected) < 0.001 * before, method
+        rest = np.argsort(-out[rows], 1, kind="stable")[:, 1:]  # the model's order below the assigned class
+        for r, row in enumerate(rows):
+            assert rest[r].tolist() == [c for c in order[r] if c != top1[row]], method
+        totals[method] = log_p[np.arange(n), top1].sum()
+    assert totals["flow"] >= totals["greedy"]  # the flow is the optimum under the caps

@@ -20,9 +20,11 @@ from doodle.errors import DoodleError
 from doodle.metrics import topk
 from doodle.predict import (
     BatchPrediction,
+    MissingRows,
     iter_predictions,
     predict,
     prefetch,
+    recover_key_id,
     submission_word,
     write_submission,
 )
@@ -134,12 +136,18 @@ def test_rejects_are_skipped_and_big_key_ids_exact(quickdraw, fake_run, tmp_path
         lines.append(b'{"word": "cat", "key_id": "5", "drawing": [[[1, 2], [3]]]}')  # bad: unequal x, y
     src = tmp_path / "mixed.ndjson"
     src.write_bytes(b"\n".join(lines) + b"\n")
-    with caplog.at_level(logging.WARNING):
-        rows = predict(run, [src], tmp_path / "out.csv", batch_size=2, progress=False)
+    with caplog.at_level(logging.WARNING):  # probabilities: bad records skipped and counted
+        rows = predict(run, [src], tmp_path / "out.parquet", batch_size=2, progress=False)
     assert rows == 3
-    _, body = read_rows(tmp_path / "out.csv")
-    assert [r[0] for r in body] == ids
+    from doodle.predictions_io import read_predictions
+
+    assert [str(k) for k in read_predictions(tmp_path / "out.parquet").key_ids.tolist()] == ids
     assert "3 record(s) rejected" in caplog.text
+    # a submission writes a fallback row under each bad record's key_id, in input order
+    rows = predict(run, [src], tmp_path / "out.csv", batch_size=2, progress=False,
+                   missing=MissingRows(fallback=True))
+    _, body = read_rows(tmp_path / "out.csv")
+    assert rows == 6 and [r[0] for r in body] == [k for key in ids for k in (key, "5")]
 
 
 def test_failure_leaves_no_partial_file(quickdraw, fake_run, tmp_path, monkeypatch):
@@ -308,3 +316,97 @@ def test_tta_views_on_real_drawings(simplified_cats):
     assert all(p.strokes for p in dropout)
     again = make_views(["flip", "dropout"])[2](list(reversed(drawings)))[::-1]
     assert [len(p.strokes) for p in again] == [len(p.strokes) for p in dropout]  # seeded by key_id, not position
+
+
+# -- a submission never silently lacks a key_id -----------------------------------------------------
+def stroke_json(points: int) -> str:
+    """A one-stroke drawing of `points` points (LengthModel's first guess: class points % K)."""
+    xs = list(range(0, 10 * points, 10))
+    return orjson.dumps([[xs, [x // 2 for x in xs]]]).decode()
+
+
+BAD_DRAWING = "[[[1, 2], [3]]]"  # unequal x and y
+
+
+def kaggle_test_csv(path: Path, rows: list[tuple[str, str]]) -> Path:
+    """A Kaggle test CSV (key_id,countrycode,drawing) of (key_id, drawing JSON) rows."""
+    lines = ["key_id,countrycode,drawing"] + [f'{key},US,"{drawing}"' for key, drawing in rows]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+GOOD = [("101", stroke_json(4)), ("102", stroke_json(5)), ("103", stroke_json(4)),
+        ("104", stroke_json(4)), ("105", stroke_json(5))]
+BAD_KEY = "18446744073709551615"
+
+
+def with_bad_row(tmp_path: Path, key: str = BAD_KEY) -> Path:
+    """GOOD with a bad drawing after its first two rows: CSV line 4."""
+    return kaggle_test_csv(tmp_path / "test_simplified.csv", GOOD[:2] + [(key, BAD_DRAWING)] + GOOD[2:])
+
+
+def test_a_submission_refuses_an_unreadable_record(fake_run, tmp_path):
+    run, _ = fake_run
+    src = with_bad_row(tmp_path)
+    out = tmp_path / "sub.csv"
+    out.write_text("old\n")
+    with pytest.raises(DoodleError, match=rf"{src}:4: .*--fallback-rows"):
+        predict(run, [src], out, batch_size=2, progress=False)
+    assert out.read_text() == "old\n"  # nothing incomplete written, the old file kept
+    assert not list(tmp_path.glob(".*tmp*"))
+
+
+def test_fallback_rows_keep_every_key_id_in_input_order(fake_run, tmp_path, capsys):
+    run, _ = fake_run
+    src = with_bad_row(tmp_path)
+    missing = MissingRows(fallback=True)
+    out = tmp_path / "sub.csv"
+    assert predict(run, [src], out, progress=False, missing=missing) == 6
+    _, body = read_rows(out)
+    assert [r[0] for r in body] == ["101", "102", BAD_KEY, "103", "104", "105"]
+    assert [r[1] for r in body if r[0] != BAD_KEY] == [" ".join(expected_names(n)) for n in (4, 5, 4, 4, 5)]
+    # the fallback guesses: the classes most often first (class 4 three times, class 5 twice), then class 0
+    assert body[2][1] == "hot_air_balloon dog The_Eiffel_Tower"
+    assert missing.written == 1 and missing.summary().startswith("1 fallback row(s) written")
+    assert "different lengths (2 and 1) (1)" in missing.summary()
+    for batch_size in (1, 2, 3):  # the place in the order does not depend on the batches
+        predict(run, [src], out, batch_size=batch_size, progress=False, missing=MissingRows(fallback=True))
+        assert [r[0] for r in read_rows(out)[1]] == ["101", "102", BAD_KEY, "103", "104", "105"]
+    code = main(["-q", "predict", str(run), "--data", str(src), "--out", str(tmp_path / "cli.csv"), "--fallback-rows"])
+    assert code == 0 and "6 rows (1 of them fallback rows" in capsys.readouterr().out
+    assert main(["-q", "predict", str(run), "--data", str(src), "--out", str(tmp_path / "no.csv")]) == 2
+    assert f"{src}:4:" in capsys.readouterr().err and not (tmp_path / "no.csv").exists()
+    assert main(["-q", "predict", str(run), "--data", str(src), "--out", str(tmp_path / "p.parquet"),
+                 "--fallback-rows"]) == 2
+
+
+def test_a_record_without_a_readable_key_id_stays_an_error(fake_run, tmp_path):
+    run, _ = fake_run
+    src = with_bad_row(tmp_path, key="12x")
+    with pytest.raises(DoodleError, match=rf"{src}:4: .*key_id cannot be read"):
+        predict(run, [src], tmp_path / "sub.csv", progress=False, missing=MissingRows(fallback=True))
+    assert not (tmp_path / "sub.csv").exists() and not list(tmp_path.glob(".*tmp*"))
+
+
+def test_probabilities_skip_and_count_unreadable_records(fake_run, tmp_path, caplog):
+    from doodle.predictions_io import read_predictions
+
+    run, _ = fake_run
+    src = with_bad_row(tmp_path)
+    with caplog.at_level(logging.WARNING):
+        assert predict(run, [src], tmp_path / "p.parquet", batch_size=2, progress=False) == 5
+    assert read_predictions(tmp_path / "p.parquet").key_ids.tolist() == [int(k) for k, _ in GOOD]
+    assert "1 record(s) rejected and skipped" in caplog.text
+
+
+def test_key_ids_recovered_from_raw_records(tmp_path):
+    from doodle.data.drawing import Reject
+
+    src = kaggle_test_csv(tmp_path / "t.csv", GOOD[:1])
+    csv_reject = Reject(str(src), 3, "broken", raw='77,US,"[[[1, 2]')
+    assert recover_key_id(csv_reject, "kaggle-csv") == 77
+    assert recover_key_id(Reject(str(src), 3, "broken", raw="no key here"), "kaggle-csv") is None
+    line = '{"word": "cat", "key_id": "9223372036854775808", "drawing": [[[1, 2], [3]'
+    assert recover_key_id(Reject("x.ndjson", 1, "bad JSON", raw=line), "simplified-ndjson") == 2**63
+    assert recover_key_id(Reject("x.ndjson", 1, "bad JSON", raw='{"drawing": []}'), "raw-ndjson") is None
+    assert recover_key_id(Reject("x.bin", 0, "truncated", raw="00ff"), "binary") is None

@@ -20,7 +20,7 @@ from doodle.data.synth import synth
 from doodle.errors import DoodleError
 from doodle.evaluate import predict_in_memory
 from doodle.models import ModelConfig, create_model
-from doodle.predict import BITMAP_ONLY, predict
+from doodle.predict import BITMAP_ONLY, MissingRows, predict
 from doodle.preprocess import InputConfig
 
 CLASSES = ["circle", "square", "star"]
@@ -57,11 +57,21 @@ def rows_of(path: Path) -> list[list[str]]:
 
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_bitmap_only_drawings_are_skipped_and_counted_not_guessed(data: Path, tmp_path: Path, family: str, caplog):
-    out = tmp_path / "sub.csv"
+    out = tmp_path / "probs.parquet"
     with caplog.at_level(logging.WARNING):
         rows = predict(checkpoint(tmp_path, family), [data], out, progress=False, batch_size=4)
-    assert rows == 12 and len(rows_of(out)) == 12  # the stroke drawings only
+    assert rows == 12  # the stroke drawings only
     assert f"5 record(s) rejected and skipped: {BITMAP_ONLY} (5)" in caplog.text
+
+
+def test_a_submission_refuses_bitmap_only_drawings_or_writes_fallback_rows(data: Path, tmp_path: Path):
+    ckpt = checkpoint(tmp_path, "cnn")
+    with pytest.raises(DoodleError, match=r"drawing \d+ is a 28x28 bitmap without strokes.*--fallback-rows"):
+        predict(ckpt, [data], tmp_path / "sub.csv", progress=False)
+    assert not (tmp_path / "sub.csv").exists()
+    missing = MissingRows(fallback=True)
+    assert predict(ckpt, [data], tmp_path / "sub.csv", progress=False, missing=missing) == 17
+    assert missing.written == 5 and len({r[0] for r in rows_of(tmp_path / "sub.csv")}) == 17
 
 
 def test_bitmap_files_alone_are_refused_before_the_model_loads(data: Path, tmp_path: Path, capsys):
@@ -102,5 +112,6 @@ def test_temporaries_of_a_killed_predict_are_removed(data: Path, tmp_path: Path)
     unrelated = tmp_path / f".other.csv.tmp{int(dead.stdout)}"
     stale.write_bytes(b"half a submission")
     unrelated.write_bytes(b"not ours")
-    predict(checkpoint(tmp_path, "cnn"), [data], tmp_path / "sub.csv", progress=False)
+    predict(checkpoint(tmp_path, "cnn"), [data], tmp_path / "sub.csv", progress=False,
+            missing=MissingRows(fallback=True))
     assert not stale.exists() and unrelated.exists()

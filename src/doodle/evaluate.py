@@ -1,7 +1,11 @@
 """Evaluation report of labelled predictions: metrics, per-class table, figures, one HTML file.
 
-    report = evaluate_predictions(read_predictions("val.parquet"), "report/")
-    report = evaluate_run("runs/resnet18", ["store/val"], "report/", tta=["flip"])
+    report = evaluate_file("val.parquet", "report/")                  # streamed from a predictions file
+    report = evaluate_run("runs/resnet18", ["store/val"], "report/", tta=["flip"])   # streamed from a model
+    report = evaluate_predictions(preds, "report/")                    # predictions in memory
+
+Every figure is accumulated batch by batch (`ReportAccumulator`): memory holds one batch of
+scores and K x K counts, whatever the number of drawings (a 1,000,000-drawing holdout as well).
 
 Writes into the output folder (each file atomically):
 
@@ -24,7 +28,7 @@ import html
 import io
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,57 +72,124 @@ def atomic_write(path: Path, data: bytes) -> None:
         handle.write(data)
 
 
+class ReportAccumulator:
+    """The sums every figure of the report comes from, added one batch of labelled scores at a time.
+
+    Its size is K x K counts (the confusion matrix) plus a few K-vectors, whatever the number of
+    drawings: per true class the MAP@3 credit and the hits at 1 and 3, per confidence bin the
+    drawings, their summed top-1 confidence and their right first guesses, and the summed log-loss.
+    """
+
+    def __init__(self, classes: Sequence[str]):
+        k = len(classes)
+        self.classes = list(classes)
+        self.confusion = np.zeros((k, k), np.int64)
+        self.credit = np.zeros(k)
+        self.hit1 = np.zeros(k, np.int64)
+        self.hit3 = np.zeros(k, np.int64)
+        self.bin_n = np.zeros(RELIABILITY_BINS, np.int64)
+        self.bin_confidence = np.zeros(RELIABILITY_BINS)
+        self.bin_right = np.zeros(RELIABILITY_BINS, np.int64)
+        self.loss = 0.0
+        self.n = 0
+
+    def update(self, probs: np.ndarray, labels: np.ndarray) -> None:
+        """Add scores [B, K] of drawings with known classes `labels` [B] (0..K-1)."""
+        probs = np.asarray(probs, np.float64)
+        labels = np.asarray(labels, np.int64)
+        if not len(labels):
+            return
+        rank = label_rank(probs, labels).numpy()  # 0 = the first guess
+        k = len(self.classes)
+        np.add.at(self.credit, labels, np.where(rank < 3, 1.0 / (rank + 1), 0.0))
+        self.hit1 += np.bincount(labels[rank == 0], minlength=k)
+        self.hit3 += np.bincount(labels[rank < 3], minlength=k)
+        top1 = first_guess(probs)
+        np.add.at(self.confusion, (labels, top1), 1)
+        self._add_reliability(probs[np.arange(len(labels)), top1], top1 == labels)
+        true_p = probs[np.arange(len(labels)), labels] / np.maximum(probs.sum(1), 1e-12)
+        self.loss += float(-np.log(np.clip(true_p, 1e-12, None)).sum())
+        self.n += len(labels)
+
+    def _add_reliability(self, conf: np.ndarray, right: np.ndarray) -> None:
+        edges = np.linspace(0, 1, RELIABILITY_BINS + 1)
+        for b, (lo, hi) in enumerate(zip(edges[:-1], edges[1:], strict=True)):
+            inside = (conf > lo) & (conf <= hi) if lo > 0 else (conf >= lo) & (conf <= hi)
+            self.bin_n[b] += int(inside.sum())
+            self.bin_confidence[b] += float(conf[inside].sum())
+            self.bin_right[b] += int(right[inside].sum())
+
+    def reliability(self) -> tuple[list[dict], float]:
+        """(per confidence bin: lo, hi, n, confidence, accuracy; expected calibration error)."""
+        edges = np.linspace(0, 1, RELIABILITY_BINS + 1)
+        bins, ece = [], 0.0
+        for b, (lo, hi) in enumerate(zip(edges[:-1], edges[1:], strict=True)):
+            m = int(self.bin_n[b])
+            acc = self.bin_right[b] / m if m else float("nan")
+            mean_conf = self.bin_confidence[b] / m if m else float("nan")
+            if m:
+                ece += m / self.n * abs(acc - mean_conf)
+            bins.append({"lo": float(lo), "hi": float(hi), "n": m, "confidence": float(mean_conf),
+                         "accuracy": float(acc)})
+        return bins, float(ece)
+
+    def metrics(self, ece: float) -> dict:
+        n, k = self.n, len(self.classes)
+        proxy = float(np.abs(self.confusion.sum(0) - n / k).sum())
+        return {
+            "n": int(n), "classes": int(k), "map3": float(self.credit.sum() / n), "acc1": float(self.hit1.sum() / n),
+            "acc3": float(self.hit3.sum() / n), "log_loss": self.loss / n, "ece": ece, "proxy_score": proxy,
+            "proxy_score_per_drawing": proxy / n,
+        }
+
+    def per_class(self) -> list[dict]:
+        counts = self.confusion.sum(0)
+        off = self._mistakes()
+        rows = []
+        for c, name in enumerate(self.classes):
+            m = int(self.confusion[c].sum())
+            rows.append({
+                "class": name, "n": m,
+                "acc1": float(self.hit1[c] / m) if m else float("nan"),
+                "acc3": float(self.hit3[c] / m) if m else float("nan"),
+                "map3": float(self.credit[c] / m) if m else float("nan"),
+                "precision": float(self.confusion[c, c] / counts[c]) if counts[c] else float("nan"),
+                "predicted": int(counts[c]), "expected": self.n / len(self.classes),
+                "confused_with": self.classes[int(off[c].argmax())] if off[c].any() else "",
+            })
+        return rows
+
+    def _mistakes(self) -> np.ndarray:
+        off = self.confusion.copy()
+        np.fill_diagonal(off, 0)
+        return off
+
+    def pairs(self) -> list[tuple[str, str, int]]:
+        """The most frequent mistakes (true, predicted, count), most frequent first."""
+        off, k = self._mistakes(), len(self.classes)
+        flat = np.argsort(-off, axis=None, kind="stable")[:TOP_PAIRS]
+        return [(self.classes[i // k], self.classes[i % k], int(off.flat[i])) for i in flat if off.flat[i] > 0]
+
+    def result(self) -> tuple[dict, list[dict], np.ndarray, list[tuple[str, str, int]], list[dict]]:
+        """(metrics, per-class rows, confusion, most-confused pairs, reliability bins)."""
+        bins, ece = self.reliability()
+        return self.metrics(ece), self.per_class(), self.confusion.copy(), self.pairs(), bins
+
+
+def first_guess(probs: np.ndarray) -> np.ndarray:
+    """int64 [B] the best class per row, ties to the lower index, NaN last (`doodle.metrics.topk`'s
+    first column, without sorting the rows)."""
+    scores = np.where(np.isnan(probs), -np.inf, probs)
+    return scores.argmax(1)
+
+
 def compute(probs: np.ndarray, labels: np.ndarray, classes: Sequence[str]) -> tuple[dict, list[dict], np.ndarray,
                                                                                      list[tuple[str, str, int]],
                                                                                      list[dict]]:
     """(metrics, per-class rows, confusion, most-confused pairs, reliability bins) of labelled scores."""
-    probs = np.asarray(probs, np.float64)
-    labels = np.asarray(labels, np.int64)
-    n, k = probs.shape
-    rank = label_rank(probs, labels).numpy()  # 0 = the first guess
-    credit = np.where(rank < 3, 1.0 / (rank + 1), 0.0)
-    top1 = np.argsort(-probs, axis=1, kind="stable")[:, 0]
-    conf = probs[np.arange(n), top1]
-    confusion = np.zeros((k, k), np.int64)
-    np.add.at(confusion, (labels, top1), 1)
-    counts = confusion.sum(0)
-    expected = n / k
-    bins = []
-    edges = np.linspace(0, 1, RELIABILITY_BINS + 1)
-    ece = 0.0
-    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
-        inside = (conf > lo) & (conf <= hi) if lo > 0 else (conf >= lo) & (conf <= hi)
-        m = int(inside.sum())
-        acc = float((top1[inside] == labels[inside]).mean()) if m else float("nan")
-        mean_conf = float(conf[inside].mean()) if m else float("nan")
-        if m:
-            ece += m / n * abs(acc - mean_conf)
-        bins.append({"lo": float(lo), "hi": float(hi), "n": m, "confidence": mean_conf, "accuracy": acc})
-    true_p = probs[np.arange(n), labels] / np.maximum(probs.sum(1), 1e-12)
-    proxy = float(np.abs(counts - expected).sum())
-    metrics = {
-        "n": int(n), "classes": int(k), "map3": float(credit.mean()), "acc1": float((rank == 0).mean()),
-        "acc3": float((rank < 3).mean()), "log_loss": float(-np.log(np.clip(true_p, 1e-12, None)).mean()),
-        "ece": float(ece), "proxy_score": proxy, "proxy_score_per_drawing": proxy / n,
-    }
-    off = confusion.copy()
-    np.fill_diagonal(off, 0)
-    per_class = []
-    for c, name in enumerate(classes):
-        rows = labels == c
-        m = int(rows.sum())
-        per_class.append({
-            "class": name, "n": m,
-            "acc1": float((rank[rows] == 0).mean()) if m else float("nan"),
-            "acc3": float((rank[rows] < 3).mean()) if m else float("nan"),
-            "map3": float(credit[rows].mean()) if m else float("nan"),
-            "precision": float(confusion[c, c] / counts[c]) if counts[c] else float("nan"),
-            "predicted": int(counts[c]), "expected": expected,
-            "confused_with": classes[int(off[c].argmax())] if off[c].any() else "",
-        })
-    flat = np.argsort(-off, axis=None, kind="stable")[:TOP_PAIRS]
-    pairs = [(classes[i // k], classes[i % k], int(off.flat[i])) for i in flat if off.flat[i] > 0]
-    return metrics, per_class, confusion, pairs, bins
+    acc = ReportAccumulator(classes)
+    acc.update(probs, labels)
+    return acc.result()
 
 
 def _png(fig) -> bytes:
@@ -223,19 +294,46 @@ drawings. Proxy score (sum over classes of |top-1 count - N/K|): {m['proxy_score
 """
 
 
-def evaluate_predictions(preds: Predictions, out_dir: PathLike, *, title: str = "doodle evaluation") -> Report:
-    """Write the report of labelled predictions to `out_dir` (rows without a known class are skipped)."""
-    import csv
-
-    labelled = preds.labelled()
-    if not len(labelled):
+def accumulate(batches: Iterable[Predictions]) -> tuple[ReportAccumulator, int, dict]:
+    """(the sums of the batches' labelled rows, unlabelled rows skipped, the first batch's meta),
+    taking one batch at a time: nothing of a batch is kept once it is added."""
+    acc, skipped, meta = None, 0, {}
+    for batch in batches:
+        if acc is None:
+            acc, meta = ReportAccumulator(batch.classes), dict(batch.meta)
+        labels = batch.labels()
+        known = labels >= 0
+        acc.update(batch.probs[known], labels[known])
+        skipped += int((~known).sum())
+    if acc is None or not acc.n:
         raise DoodleError("no drawing with a known class among the predictions: nothing to evaluate "
                           "(evaluate needs labelled drawings, e.g. a store's val split)")
-    metrics, per_class, confusion, pairs, bins = compute(labelled.probs, labelled.labels(), labelled.classes)
-    metrics["unlabelled_skipped"] = len(preds) - len(labelled)
+    return acc, skipped, meta
+
+
+def evaluate_batches(batches: Iterable[Predictions], out_dir: PathLike, *, title: str = "doodle evaluation",
+                     meta: dict | None = None) -> Report:
+    """Write the report of labelled predictions given batch by batch (rows without a known class are
+    skipped) to `out_dir`; memory holds one batch at a time."""
+    acc, skipped, first_meta = accumulate(batches)
+    return report_of(acc, skipped, out_dir, title=title, meta=first_meta if meta is None else meta)
+
+
+def report_of(acc: ReportAccumulator, skipped: int, out_dir: PathLike, *, title: str, meta: dict) -> Report:
+    """Write the report of accumulated sums (`skipped` unlabelled rows) to `out_dir`."""
+    metrics, per_class, confusion, pairs, bins = acc.result()
+    metrics["unlabelled_skipped"] = skipped
+    return write_report(metrics, per_class, confusion, pairs, bins, acc.classes, out_dir, title=title, meta=meta)
+
+
+def write_report(metrics: dict, per_class: list[dict], confusion: np.ndarray, pairs: list[tuple[str, str, int]],
+                 bins: list[dict], classes: Sequence[str], out_dir: PathLike, *, title: str, meta: dict) -> Report:
+    """Write the figures, tables and HTML of computed results into `out_dir` (each file atomically)."""
+    import csv
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    images = {"confusion": plot_confusion(confusion, labelled.classes), "confused_pairs": plot_pairs(pairs),
+    images = {"confusion": plot_confusion(confusion, classes), "confused_pairs": plot_pairs(pairs),
               "reliability": plot_reliability(bins, metrics["ece"])}
     files = {}
     for name, data in images.items():
@@ -248,41 +346,84 @@ def evaluate_predictions(preds: Predictions, out_dir: PathLike, *, title: str = 
     files["per_class"] = out / "per_class.csv"
     atomic_write(files["per_class"], buf.getvalue().encode())
     files["metrics"] = out / "metrics.json"
-    atomic_write(files["metrics"], orjson.dumps({**metrics, "reliability": bins, "meta": preds.meta},
+    atomic_write(files["metrics"], orjson.dumps({**metrics, "reliability": bins, "meta": meta},
                                                 option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
     files["html"] = out / "report.html"
     atomic_write(files["html"], render_html(metrics, per_class, pairs, images, title).encode())
     return Report(metrics, per_class, confusion, pairs, bins, files)
 
 
-def predict_in_memory(run_or_checkpoint: PathLike, sources: Sequence[PathLike], *, checkpoint: str = "best",
-                      average: Sequence[PathLike] = (), tta: Sequence[str] = (), tta_mean: str = "prob",
-                      batch_size: int = 256, device: Any = None, progress: bool = True) -> Predictions:
-    """Predictions of a checkpoint (or averaged checkpoints) for `sources`, in memory."""
+def evaluate_predictions(preds: Predictions, out_dir: PathLike, *, title: str = "doodle evaluation") -> Report:
+    """Write the report of labelled predictions in memory to `out_dir` (rows without a known class are skipped)."""
+    return evaluate_batches([preds], out_dir, title=title, meta=preds.meta)
+
+
+def evaluate_file(path: PathLike, out_dir: PathLike, *, title: str | None = None, batch_size: int = 8192,
+                  progress: bool = False) -> Report:
+    """Write the report of a predictions file, streamed `batch_size` rows at a time (`iter_prediction_batches`)."""
     from tqdm import tqdm
 
-    from doodle.predict import RejectCounter, iter_predictions, load_predictor, model_inputs
-    from doodle.predictions_io import concat_batches
+    from doodle.predictions_io import count_rows, iter_prediction_batches
+
+    with tqdm(total=count_rows(path), unit=" drawings", desc="evaluate", disable=not progress,
+              dynamic_ncols=True) as bar:
+        acc, skipped, meta = accumulate(_counted(b, bar) for b in iter_prediction_batches(path, batch_size))
+    return report_of(acc, skipped, out_dir, title=title or f"doodle evaluation of {path}", meta=meta)
+
+
+def _counted(batch: Predictions, bar: Any) -> Predictions:
+    bar.update(len(batch))
+    return batch
+
+
+def model_predictions(run_or_checkpoint: PathLike, sources: Sequence[PathLike], *, checkpoint: str = "best",
+                      average: Sequence[PathLike] = (), tta: Sequence[str] = (), tta_mean: str = "prob",
+                      batch_size: int = 256, device: Any = None, progress: bool = True
+                      ) -> tuple[dict, Iterator[Predictions]]:
+    """(provenance, the predictions of a checkpoint for `sources` batch by batch): the model is loaded
+    now, and the drawings are read and predicted as the iterator is consumed."""
+    from doodle.predict import load_predictor
 
     model, preprocessor, classes, _meta, described = load_predictor(run_or_checkpoint, checkpoint, average)
+    meta = {"model": described, "tta": list(tta), "tta_mean": tta_mean}
+    options = {"batch_size": batch_size, "device": device, "tta": list(tta), "tta_mean": tta_mean}
+    return meta, _model_batches(model, preprocessor, classes, sources, meta, options, progress)
+
+
+def _model_batches(model: Any, preprocessor: Any, classes: list[str], sources: Sequence[PathLike], meta: dict,
+                   options: dict, progress: bool) -> Iterator[Predictions]:
+    from tqdm import tqdm
+
+    from doodle.predict import RejectCounter, iter_predictions, model_inputs
+
     rejects = RejectCounter()
-    parts = []
+    rows = 0
     with tqdm(unit=" drawings", desc="evaluate", disable=not progress, dynamic_ncols=True) as bar:
-        for b in iter_predictions(model, preprocessor, model_inputs(sources, rejects),
-                                  batch_size=batch_size, device=device, tta=list(tta), tta_mean=tta_mean):
-            parts.append(Predictions(np.array(b.key_ids, np.uint64), b.probs, classes, list(b.words), b.time_features))
+        for b in iter_predictions(model, preprocessor, model_inputs(sources, rejects), **options):
+            rows += len(b)
             bar.update(len(b))
+            yield Predictions(np.array(b.key_ids, np.uint64), b.probs, classes, list(b.words), b.time_features,
+                              meta)
     if rejects.total:
         log.warning(rejects.summary())
-    if not parts:
+    if not rows:
         raise DoodleError(f"no drawings read from {', '.join(map(str, sources))}")
-    out = concat_batches(parts)
-    out.meta = {"model": described, "tta": list(tta), "tta_mean": tta_mean}
+
+
+def predict_in_memory(run_or_checkpoint: PathLike, sources: Sequence[PathLike], **options: Any) -> Predictions:
+    """Predictions of a checkpoint (or averaged checkpoints) for `sources`, in memory (see
+    `model_predictions` for `options`)."""
+    from doodle.predictions_io import concat_batches
+
+    meta, batches = model_predictions(run_or_checkpoint, sources, **options)
+    out = concat_batches(batches)
+    out.meta = meta
     return out
 
 
 def evaluate_run(run_or_checkpoint: PathLike, sources: Sequence[PathLike], out_dir: PathLike, **options: Any
                  ) -> Report:
-    """Predict labelled `sources` with a run (see `predict_in_memory` for `options`) and write the report."""
-    preds = predict_in_memory(run_or_checkpoint, sources, **options)
-    return evaluate_predictions(preds, out_dir, title=f"doodle evaluation of {preds.meta['model']}")
+    """Predict labelled `sources` with a run (see `model_predictions` for `options`) and write the
+    report, accumulated batch by batch as the model predicts."""
+    meta, batches = model_predictions(run_or_checkpoint, sources, **options)
+    return evaluate_batches(batches, out_dir, title=f"doodle evaluation of {meta['model']}", meta=meta)

@@ -23,12 +23,14 @@ Top-3 ties are broken by the lower class index (`doodle.metrics.topk`).
 from __future__ import annotations
 
 import csv
+import functools
 import itertools
 import logging
 import os
 import queue
+import re
 import threading
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -205,12 +207,15 @@ def submission_word(class_names: Sequence[str]) -> str:
 
 
 def write_submission(predictions: Iterable[BatchPrediction], classes: Sequence[str], out: PathLike, *,
-                     k: int = TOP_K, on_batch: Callable[[int], object] | None = None) -> int:
+                     k: int = TOP_K, on_batch: Callable[[int], object] | None = None,
+                     missing: MissingRows | None = None) -> int:
     """Write `key_id,word` rows (the top-k class names) to `out` atomically; returns the rows written.
 
     The file appears only once complete (a temporary file beside it is renamed); on any error the
     temporary file is removed and an existing `out` is left as it was. `on_batch(n)` is called
-    after each batch of n rows (a progress bar).
+    after each batch of n rows (a progress bar). `missing` holds fallback rows for records the model
+    could not take (`MissingRows`): each is written at its place in the input order, its guesses
+    the most frequent top-1 classes of the rows predicted so far.
     """
     from doodle.metrics import topk
 
@@ -218,7 +223,8 @@ def write_submission(predictions: Iterable[BatchPrediction], classes: Sequence[s
     out.parent.mkdir(parents=True, exist_ok=True)
     names = np.array([submission_name(c) for c in classes], dtype=object)
     tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    rows = 0
+    predicted, rows = 0, 0
+    counts = np.zeros(len(classes), np.int64)  # top-1 counts so far, for the fallback rows
     try:
         with open(tmp, "w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle, lineterminator="\n")
@@ -227,11 +233,18 @@ def write_submission(predictions: Iterable[BatchPrediction], classes: Sequence[s
                 if pred.log_probs.shape != (len(pred.key_ids), len(classes)):
                     raise ValueError(f"predictions of shape {pred.log_probs.shape} for {len(pred.key_ids)} "
                                      f"drawings and {len(classes)} classes")
-                guesses = names[topk(pred.log_probs, k)]
-                writer.writerows((str(key), " ".join(g)) for key, g in zip(pred.key_ids, guesses, strict=True))
-                rows += len(pred)
+                best = topk(pred.log_probs, k)
+                counts += np.bincount(best[:, 0], minlength=len(classes)) if len(best) else 0
+                lines = [(str(key), " ".join(g)) for key, g in zip(pred.key_ids, names[best], strict=True)]
+                if missing is not None:
+                    lines = missing.interleave(lines, predicted, _fallback_word(names, counts, k))
+                writer.writerows(lines)
+                predicted += len(pred)
+                rows += len(lines)
                 if on_batch is not None:
                     on_batch(len(pred))
+            if missing is not None:  # the records after the last drawing
+                rows += missing.write_rest(writer, _fallback_word(names, counts, k))
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, out)
@@ -239,6 +252,13 @@ def write_submission(predictions: Iterable[BatchPrediction], classes: Sequence[s
         tmp.unlink(missing_ok=True)
         raise
     return rows
+
+
+def _fallback_word(names: np.ndarray, counts: np.ndarray, k: int) -> str:
+    """The `word` of a fallback row: the k classes most often first so far (ties: lower index)."""
+    from doodle.metrics import topk
+
+    return " ".join(names[topk(counts[None, :].astype(np.float64), k)[0]])
 
 
 class RejectCounter:
@@ -271,13 +291,161 @@ class RejectCounter:
 BITMAP_ONLY = ("a 28x28 bitmap without strokes: doodle's models draw strokes, so a bitmap would be "
                "a blank image with meaningless guesses")
 BITMAP_FORMATS = frozenset({"bitmap-npy", "bitmap-bin"})
+KEY_FIELD = re.compile(r'"key_id"\s*:\s*"?\s*([0-9]+)\s*"?\s*[,}]')
+"""An ndjson record's key_id field, found in text that JSON cannot parse."""
 
 
-def model_inputs(sources: PathLike | Iterable[PathLike], rejects: RejectCounter) -> Iterator[Drawing]:
+@dataclass
+class FallbackRow:
+    """A record a submission would lack, and the key_id its fallback row is written under."""
+
+    position: int
+    """Drawings read before it: the row goes right before the model's row of that drawing."""
+    key_id: int
+
+
+class MissingRows:
+    """What a submission does with the records the model cannot take (unreadable, bitmap-only).
+
+    A submission must have a row for every test drawing, so by default the first such record is an
+    error naming it (`DoodleError`, raised from the reader before the CSV is renamed into place).
+    With `fallback=True` a fallback row is kept for each record whose key_id can be read from its
+    raw text (a Kaggle CSV's key_id column, an ndjson record's "key_id" field), and
+    `write_submission` writes it in input order; a record without a readable key_id is still an
+    error. `formats` maps each source file (as the reader names it) to its format.
+    """
+
+    def __init__(self, fallback: bool = False, formats: dict[str, str] | None = None):
+        self.fallback = fallback
+        self.formats = dict(formats or {})
+        self.reasons: Counter[str] = Counter()
+        self._pending: deque[FallbackRow] = deque()
+        self._lock = threading.Lock()  # the reader runs in a background thread (`prefetch`)
+
+    def reject(self, reject: Reject, position: int) -> None:
+        """A record the reader rejected, after `position` drawings."""
+        from doodle.errors import DoodleError
+
+        where = f"{reject.source}:{reject.line}: {reject.reason}"
+        if not self.fallback:
+            raise DoodleError(f"{where}: a submission needs a row for every drawing, so fix the record, or pass "
+                              "--fallback-rows to write a guess under its key_id")
+        key_id = recover_key_id(reject, self.formats.get(reject.source))
+        if key_id is None:
+            raise DoodleError(f"{where}, and its key_id cannot be read from the record, so not even a "
+                              "fallback row can stand for it in the submission")
+        self._add(FallbackRow(position, key_id), reject.reason)
+
+    def drawing(self, drawing: Drawing, reason: str, position: int) -> None:
+        """A drawing the model cannot take (`reason`), after `position` drawings."""
+        from doodle.errors import DoodleError
+
+        if not self.fallback:
+            raise DoodleError(f"drawing {drawing.key_id} is {reason}; a submission needs a row for every "
+                              "drawing, so predict its strokes, or pass --fallback-rows to write a guess for it")
+        self._add(FallbackRow(position, drawing.key_id), reason)
+
+    def _add(self, row: FallbackRow, reason: str) -> None:
+        with self._lock:
+            self._pending.append(row)
+            self.reasons[reason] += 1
+
+    @property
+    def written(self) -> int:
+        """Fallback rows kept so far."""
+        return sum(self.reasons.values())
+
+    def take(self, before: int | None) -> list[FallbackRow]:
+        """The pending rows placed before drawing `before` (None: all), in input order."""
+        out = []
+        with self._lock:
+            while self._pending and (before is None or self._pending[0].position < before):
+                out.append(self._pending.popleft())
+        return out
+
+    def interleave(self, lines: list[tuple[str, str]], start: int, word: str) -> list[tuple[str, str]]:
+        """The rows of drawings start.. with the fallback rows placed among them.
+
+        Every reject before the batch's last drawing was recorded before that drawing was read,
+        so the rows placed inside the batch are all pending by now."""
+        rows = self.take(start + len(lines))
+        if not rows:
+            return lines
+        out, at = [], 0
+        for row in rows:
+            cut = max(row.position - start, 0)
+            out += lines[at:cut]
+            out.append((str(row.key_id), word))
+            at = max(at, cut)
+        return out + lines[at:]
+
+    def write_rest(self, writer: Any, word: str) -> int:
+        """Write the rows still pending (records after the last drawing); returns how many."""
+        rows = self.take(None)
+        writer.writerows((str(row.key_id), word) for row in rows)
+        return len(rows)
+
+    def summary(self) -> str:
+        top = ", ".join(f"{reason} ({n})" for reason, n in self.reasons.most_common(5))
+        return f"{self.written:,} fallback row(s) written for records the model could not take: {top}"
+
+
+def recover_key_id(reject: Reject, fmt: str | None) -> int | None:
+    """The key_id of a rejected text record read from its raw text, or None when it cannot be read:
+    the key_id column of a Kaggle CSV (the first in test files), an ndjson record's "key_id"."""
+    from doodle.data.drawing import BadRecord, parse_key_id
+
+    text = _key_text(reject, fmt) if reject.raw else None
+    if text is None:
+        return None
+    try:
+        return parse_key_id(text)
+    except BadRecord:
+        return None
+
+
+def _key_text(reject: Reject, fmt: str | None) -> str | None:
+    if fmt == "kaggle-csv":
+        return _csv_key_text(Path(reject.source), reject.raw or "")
+    if fmt in ("raw-ndjson", "simplified-ndjson"):
+        found = KEY_FIELD.search(reject.raw or "")
+        return found.group(1) if found else None
+    return None
+
+
+def _csv_key_text(path: Path, raw: str) -> str | None:
+    """The key_id cell of one CSV row; the row may be cut short or broken after that cell."""
+    column = _csv_key_column(str(path))
+    if column is None:
+        return None
+    try:
+        cells = next(csv.reader([raw]))
+    except (csv.Error, StopIteration):
+        cells = []
+    if column < len(cells):
+        return cells[column]
+    if column == 0 and "," in raw:  # a broken row: the first cell still ends at the first comma
+        return raw.split(",", 1)[0]
+    return None
+
+
+@functools.lru_cache(maxsize=64)
+def _csv_key_column(path: str) -> int | None:
+    """The key_id column of a Kaggle CSV, from its header (read once per file)."""
+    from doodle.data.formats.common import first_line
+    from doodle.data.formats.kaggle_csv import parse_header
+
+    header = parse_header(first_line(Path(path)))
+    return None if isinstance(header, str) else header.index("key_id")
+
+
+def model_inputs(sources: PathLike | Iterable[PathLike], rejects: RejectCounter,
+                 missing: MissingRows | None = None) -> Iterator[Drawing]:
     """The drawings of `sources` a model can take: every drawing with strokes, in input order.
 
     Bad records and bitmap-only drawings (numpy bitmap files, or such rows of a store) are counted
-    in `rejects`; sources that are nothing but bitmap files are refused at once (DoodleError).
+    in `rejects`, and handed to `missing` when given (a submission: an error, or a fallback row);
+    sources that are nothing but bitmap files are refused at once (DoodleError).
     """
     from doodle.data.formats import expand_sources, read
     from doodle.errors import DoodleError
@@ -287,10 +455,22 @@ def model_inputs(sources: PathLike | Iterable[PathLike], rejects: RejectCounter)
         names = ", ".join(str(path) for path, _ in files[:3]) + (" ..." if len(files) > 3 else "")
         raise DoodleError(f"{names}: 28x28 bitmap files hold no strokes, and doodle's models draw strokes; "
                           "predict stroke files instead (ndjson, Kaggle CSV, .bin, .npz)")
-    for drawing in read(sources, on_reject=rejects):  # a store split folder (STORE/val) reads that split
+    if missing is not None:
+        missing.formats.update({str(path): fmt for path, fmt in files})
+    position = 0  # drawings yielded so far: where a fallback row goes
+
+    def on_reject(reject: Reject) -> None:
+        if missing is not None:
+            missing.reject(reject, position)
+        rejects(reject)
+
+    for drawing in read(sources, on_reject=on_reject):  # a store split folder (STORE/val) reads that split
         if drawing.strokes:
             yield drawing
+            position += 1
         else:
+            if missing is not None:
+                missing.drawing(drawing, BITMAP_ONLY, position)
             rejects.count(BITMAP_ONLY)
 
 
@@ -390,7 +570,8 @@ def write_probabilities(predictions: Iterable[BatchPrediction], classes: Sequenc
 
 def predict(run_or_checkpoint: PathLike, sources: PathLike | Iterable[PathLike], out: PathLike, *,
             checkpoint: str = "best", batch_size: int = 256, progress: bool = True, device: Any = None,
-            tta: Sequence[str] = (), tta_mean: str = "prob", average: Sequence[PathLike] = ()) -> int:
+            tta: Sequence[str] = (), tta_mean: str = "prob", average: Sequence[PathLike] = (),
+            missing: MissingRows | None = None) -> int:
     """Predict every drawing of `sources` (files, folders, stores in any format) with a checkpoint and
     write `out`: a Kaggle submission for `.csv`, class probabilities for `.parquet`; returns the
     number of rows written.
@@ -398,9 +579,13 @@ def predict(run_or_checkpoint: PathLike, sources: PathLike | Iterable[PathLike],
     `run_or_checkpoint` is a checkpoint file, or a run folder whose `checkpoint` ("best", "last",
     "averaged", "ema" for best.pt's EMA weights, "last:K" for the average of its last K snapshots,
     or a path) is used; `average` lists checkpoint files whose weights are averaged instead. `tta`
-    names test-time views (`doodle.tta`). Records that cannot be read, and bitmap-only drawings,
-    are skipped, counted and logged (`model_inputs`); rows keep the input order. `out` is checked
-    to be writable before the model is loaded.
+    names test-time views (`doodle.tta`). Rows keep the input order. `out` is checked to be
+    writable before the model is loaded.
+
+    Records that cannot be read, and bitmap-only drawings: a submission must not lack them, so for
+    a `.csv` the first one is an error naming it (nothing is written), unless `missing` is
+    `MissingRows(fallback=True)`, which writes a fallback row for each (counted in `missing`); a
+    `.parquet` output skips them, counted and logged (`model_inputs`).
     """
     from tqdm import tqdm
 
@@ -412,8 +597,10 @@ def predict(run_or_checkpoint: PathLike, sources: PathLike | Iterable[PathLike],
     parquet = out.suffix.lower() == ".parquet"
     if len(classes) < TOP_K and not parquet:
         log.warning("the checkpoint knows only %d classes: fewer than %d guesses per row", len(classes), TOP_K)
+    if not parquet and missing is None:
+        missing = MissingRows()
     rejects = RejectCounter()
-    drawings = model_inputs(sources, rejects)
+    drawings = model_inputs(sources, rejects, None if parquet else missing)
     log.info("predicting with %s (%d classes, TTA %s) -> %s", described, len(classes), views or "off", out)
     with tqdm(unit=" drawings", desc="predict", disable=not progress, dynamic_ncols=True) as bar:
         predictions = iter_predictions(model, preprocessor, drawings, batch_size=batch_size, device=device,
@@ -423,10 +610,12 @@ def predict(run_or_checkpoint: PathLike, sources: PathLike | Iterable[PathLike],
                 meta = {"model": described, "tta": views, "tta_mean": tta_mean}
                 rows = write_probabilities(predictions, classes, out, meta=meta, on_batch=bar.update)
             else:
-                rows = write_submission(predictions, classes, out, on_batch=bar.update)
+                rows = write_submission(predictions, classes, out, on_batch=bar.update, missing=missing)
         finally:
             predictions.close()
-    if rejects.total:
+    if missing is not None and missing.written:
+        log.warning(missing.summary())
+    elif rejects.total:
         log.warning(rejects.summary())
     if rows == 0:
         log.warning("no drawings read from %s: %s holds no rows", sources, out)

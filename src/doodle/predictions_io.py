@@ -11,7 +11,9 @@ Layout (written in row groups, so writing and streaming reading take constant me
 
 The class list (and free-form provenance) lives in the schema metadata under b"doodle.classes"
 and b"doodle.meta" (JSON). `read_predictions` loads a whole file; `iter_prediction_batches` streams
-it; `check_aligned` makes sure files to blend describe the same drawings and classes.
+it, and `iter_aligned` several files side by side, in memory that does not grow with the file
+(one batch, and one row group being decoded); `read_key_ids` and `read_labels` read one column;
+`check_aligned` makes sure files to blend describe the same drawings and classes.
 """
 
 from __future__ import annotations
@@ -175,7 +177,9 @@ def _open(path: PathLike) -> tuple[pq.ParquetFile, list[str], dict]:
     if not path.is_file():
         raise DoodleError(f"{path}: no such predictions file")
     try:
-        handle = pq.ParquetFile(path)
+        # pre_buffer would keep every row group read so far cached until the file is closed:
+        # streaming a 1,000,000-row file would then hold all of it
+        handle = pq.ParquetFile(path, pre_buffer=False)
     except Exception as err:  # pyarrow raises several types for non-Parquet input
         raise DoodleError(f"{path} is not a Parquet file: {err}") from None
     metadata = handle.schema_arrow.metadata or {}
@@ -220,11 +224,52 @@ def read_key_ids(path: PathLike) -> np.ndarray:
     return handle.read(columns=["key_id"]).column("key_id").to_numpy().astype(np.uint64)
 
 
+def read_labels(path: PathLike) -> np.ndarray:
+    """int64 [N] class index of each drawing's word in a predictions file (-1 where unknown or not
+    one of its classes), reading the word column only."""
+    import pyarrow.compute as pc
+
+    handle, classes, _ = _open(path)
+    words = handle.read(columns=["word"]).column("word")
+    index = pc.index_in(words, value_set=pa.array(classes, pa.string()))
+    return pc.fill_null(index, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def read_meta(path: PathLike) -> dict:
+    """The provenance of a predictions file (reads only its footer)."""
+    return _open(path)[2]
+
+
+def count_rows(path: PathLike) -> int:
+    """The number of drawings of a predictions file (reads only its footer)."""
+    return _open(path)[0].metadata.num_rows
+
+
 def iter_prediction_batches(path: PathLike, batch_size: int = 8192) -> Iterator[Predictions]:
-    """Stream a predictions file `batch_size` rows at a time (constant memory)."""
+    """Stream a predictions file `batch_size` rows at a time (constant memory; every batch but the
+    last holds exactly `batch_size` rows, whatever the file's row groups)."""
     handle, classes, meta = _open(path)
     for batch in handle.iter_batches(batch_size=batch_size):
         yield _from_table(batch, classes, meta)
+
+
+def iter_aligned(paths: Sequence[PathLike], rows: np.ndarray | None = None, batch_size: int = 8192
+                 ) -> Iterator[list[Predictions]]:
+    """The same batch of drawings from each of several aligned predictions files (`check_aligned`),
+    one list per batch, keeping only the rows where `rows` (bool [N]) is True; batches left empty
+    are skipped. Memory holds one batch of each file."""
+    streams = [iter_prediction_batches(p, batch_size) for p in paths]
+    start = 0
+    for parts in zip(*streams, strict=True):
+        n = len(parts[0])
+        if any(len(p) != n or not np.array_equal(p.key_ids, parts[0].key_ids) for p in parts[1:]):
+            raise DoodleError(f"{paths[0]} and the other inputs differ at rows {start}..{start + n - 1}")
+        keep = None if rows is None else np.flatnonzero(rows[start:start + n])
+        start += n
+        if keep is None or len(keep) == n:
+            yield list(parts)
+        elif len(keep):
+            yield [p.take(keep) for p in parts]
 
 
 def check_aligned(paths: Sequence[PathLike]) -> tuple[list[str], int]:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import bad_corpus
 import orjson
+import pyarrow.parquet as pq
 import pytest
 
 from doodle.data.drawing import Drawing, Reject
@@ -160,6 +161,7 @@ def tiny_image_checkpoint(run: Path) -> None:
 
 
 def test_predict_writes_a_row_per_valid_drawing(corpus, tmp_path, monkeypatch):
+    """Probabilities skip and count what a model cannot take (a submission refuses it: below)."""
     import doodle.predict as predict_mod
 
     root, expect = corpus
@@ -169,7 +171,7 @@ def test_predict_writes_a_row_per_valid_drawing(corpus, tmp_path, monkeypatch):
     real = predict_mod.RejectCounter
     SpyCounter.instances.clear()
     monkeypatch.setattr(predict_mod, "RejectCounter", lambda *a, **k: SpyCounter(real, *a, **k))
-    out = tmp_path / "submission.csv"
+    out = tmp_path / "probabilities.parquet"
     with bad_corpus.deadline(300):
         rows = predict_mod.predict(run, [root], out, batch_size=64, progress=False, device="cpu")
     (spy,) = SpyCounter.instances
@@ -178,5 +180,19 @@ def test_predict_writes_a_row_per_valid_drawing(corpus, tmp_path, monkeypatch):
     # predict does not deduplicate; drawings without strokes (bitmaps) are left out, and counted
     assert spy.dropped == {predict_mod.BITMAP_ONLY: totals["bitmaps"]}
     assert rows + totals["bitmaps"] == totals["drawings"]
-    assert len(out.read_bytes().splitlines()) == rows + 1
+    assert pq.ParquetFile(out).metadata.num_rows == rows
+    assert_no_code_ran()
+
+
+def test_a_submission_of_the_corpus_names_its_first_bad_record(corpus, tmp_path):
+    import doodle.predict as predict_mod
+    from doodle.errors import DoodleError
+
+    root, _expect = corpus
+    run = tmp_path / "run"
+    run.mkdir()
+    tiny_image_checkpoint(run)
+    with bad_corpus.deadline(300), pytest.raises(DoodleError, match=r":\d+: .*a submission needs a row for every"):
+        predict_mod.predict(run, [root], tmp_path / "submission.csv", batch_size=64, progress=False, device="cpu")
+    assert not (tmp_path / "submission.csv").exists()
     assert_no_code_ran()

@@ -12,7 +12,7 @@ EXAMPLES = """\
 examples:
   doodle balance blend.parquet --out balanced.csv                      # iterative, uniform counts
   doodle balance blend.parquet --method greedy --out balanced.parquet
-  doodle balance blend.parquet --method flow --candidates 10 --expected counts.csv --out sub.csv
+  doodle balance blend.parquet --method flow --expected counts.csv --out sub.csv
 
 Methods: iterative (1st place: per-class multipliers lowered step by step until the top-1 counts
 are as even as they get), greedy (4th place: top-1 up to a cap of ceil(expected) per class, then
@@ -38,7 +38,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="class,count CSV of expected counts (default uniform)")
     p.add_argument("--steps", type=at_least(1), default=3000, help="iterative: steps per alpha (default 3000)")
     p.add_argument("--candidates", type=at_least(1), default=None,
-                   help="flow: classes per drawing in the flow graph (default all; 10 is plenty for big inputs)")
+                   help="flow: classes per drawing in the flow graph (default all: the exact optimum, seconds "
+                   "for Kaggle's test set; fewer may miss it)")
     p.set_defaults(func=run)
 
 

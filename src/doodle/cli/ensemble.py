@@ -25,6 +25,12 @@ the best blend MAP@3). --method stack trains LightGBM over each drawing's top-10
 (one probability and rank feature per model, plus drawing time features, total time first).
 Without --holdout, fitting splits the (labelled) inputs in two halves by key_id and writes and
 scores only the half it did not fit on. Output: .parquet (probabilities) or .csv (submission).
+
+Memory: every file is streamed batch by batch, so a 1,000,000-drawing holdout fits in a few GB.
+score, score-corr and inv-loss add up sums over the whole holdout; map3 searches on at most
+200,000 holdout drawings held in memory; stack trains on at most --max-rows. Where a fit takes
+fewer drawings than the holdout has, it takes those whose key_id hashes lowest (a fixed
+pseudo-random subset, whatever the files' row order).
 """
 
 
@@ -49,6 +55,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="stack: candidate classes per drawing (default 10)")
     p.add_argument("--objective", default="binary", choices=["binary", "lambdarank"], help="stack: LightGBM objective")
     p.add_argument("--rounds", type=at_least(1), default=200, help="stack: boosting rounds (default 200)")
+    p.add_argument("--max-rows", type=at_least(1), default=1_000_000,
+                   help="stack: the most labelled holdout drawings it trains on, those whose key_id hashes lowest "
+                   "(default 1,000,000; its matrix is rows x candidates x (3 x models + 9) float32, 0.6 GB for "
+                   "1,000,000 rows of 2 models)")
     p.set_defaults(func=run)
 
 
@@ -60,9 +70,9 @@ def run(args: argparse.Namespace) -> int:
         raise DoodleError("--candidates and --rounds must be at least 1")
     if any(Path(i).resolve() == args.out.resolve() for i in args.inputs + args.holdout):
         raise DoodleError(f"--out {args.out} is also an input; write somewhere else")
+    stack = StackConfig(candidates=args.candidates, objective=args.objective, rounds=args.rounds)
     summary = ensemble_files(args.inputs, args.out, method=args.method, weights=args.weights, fit=args.fit,
-                             holdout=args.holdout, stack=StackConfig(candidates=args.candidates,
-                                                                     objective=args.objective, rounds=args.rounds))
+                             holdout=args.holdout, max_rows=args.max_rows, stack=stack)
     if "weights" in summary:
         print("weights: " + " ".join(f"{w:.4f}" for w in summary["weights"]))
     if "map3" in summary:

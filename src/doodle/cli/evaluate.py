@@ -18,7 +18,9 @@ RUN is a run folder or checkpoint (then --data is required), or a predictions fi
 `doodle predict/ensemble/balance --out X.parquet` (its drawings must carry labels). The folder
 --out receives report.html (self-contained), metrics.json, per_class.csv, confusion.png,
 confused_pairs.png and reliability.png. The proxy score is the sum over classes of
-|top-1 count - N/K|, the distance of the guesses from a balanced distribution.
+|top-1 count - N/K|, the distance of the guesses from a balanced distribution. Every figure is
+accumulated batch by batch, from the model or the file: memory does not grow with the number of
+drawings.
 """
 
 
@@ -37,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from doodle.evaluate import evaluate_predictions, evaluate_run
+    from doodle.evaluate import evaluate_file, evaluate_run
     from doodle.fs import check_writable
     from doodle.tta import parse_tta
 
@@ -47,11 +49,9 @@ def run(args: argparse.Namespace) -> int:
         raise DoodleError(f"{args.run}: a submission CSV has no probabilities or labels; evaluate a model, or "
                           "predictions written with --out X.parquet")
     if str(args.run).endswith(".parquet"):
-        from doodle.predictions_io import read_predictions
-
         if args.data:
             raise DoodleError("--data is for models; a predictions file is evaluated on its own drawings")
-        report = evaluate_predictions(read_predictions(args.run), args.out, title=f"doodle evaluation of {args.run}")
+        report = evaluate_file(args.run, args.out, progress=not args.quiet)
     else:
         if not args.data:
             raise DoodleError("--data is required to evaluate a model (e.g. --data store/val)")

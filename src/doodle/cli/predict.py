@@ -12,6 +12,7 @@ EXAMPLES = """\
 examples:
   doodle predict runs/resnet18 --data test_simplified.csv --out submission.csv
   doodle predict runs/resnet18 --data test_raw.csv --checkpoint last --out last.csv
+  doodle predict runs/resnet18 --data test_simplified.csv --fallback-rows --out sub.csv   # a row for bad records too
   doodle predict runs/resnet18/snapshot-3.pt --data quickdraw/simplified/ --out sub.csv --batch-size 1024
   doodle predict runs/resnet18 --data test_raw.csv --tta flip,dropout --out probs.parquet
   doodle predict runs/resnet18 --data val/ --checkpoint last:3 --out avg.parquet   # average the last 3 snapshots
@@ -21,8 +22,16 @@ The output has one row per drawing, in input order: `key_id,word` with the three
 names, best first, separated by spaces (spaces inside a name written as underscores, as Kaggle
 expects). With `--out X.parquet` the file holds instead every class probability with the key_ids,
 the labels where known, the drawings' timing and the class list (for `doodle ensemble`,
-`doodle evaluate`, `doodle balance`). Records that cannot be read are skipped, counted and
-reported. The file is written under a temporary name and renamed when complete.
+`doodle evaluate`, `doodle balance`). The file is written under a temporary name and renamed
+when complete.
+
+Records that cannot be read (and bitmap-only drawings): a submission CSV must have a row for every
+test drawing, so the first such record is an error naming its file, line and reason, and no CSV is
+written; with --fallback-rows each gets a row under its key_id (read from the raw record: a Kaggle
+CSV's key_id column, an ndjson record's "key_id") guessing the classes most often first so far,
+and their count is printed (a record whose key_id cannot be read is still an error). A .parquet
+output skips such records, counts them and reports them, as inputs to ensembles need no row for
+them.
 
 TTA: `--tta flip,dropout` also predicts the mirrored drawing and one with 20 % of its strokes
 dropped, and averages the probabilities (`--tta-mean log`: geometric mean).
@@ -42,6 +51,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data", nargs="+", required=True, metavar="SRC", help="drawing files or folders to predict")
     p.add_argument("--out", required=True, type=Path,
                    help="submission CSV (.csv) or class probabilities (.parquet) to write")
+    p.add_argument("--fallback-rows", action="store_true",
+                   help="submission CSV: write a fallback row (the classes most often first so far) for each record "
+                   "that cannot be read but whose key_id can, instead of failing; a .parquet output always skips "
+                   "such records and counts them")
     add_model_options(p)
     p.set_defaults(func=run)
 
@@ -82,11 +95,17 @@ def run(args: argparse.Namespace) -> int:
     if any(Path(s).is_file() and Path(s).resolve() == out.resolve() for s in args.data):
         raise DoodleError(f"--out {out} is also an input; write somewhere else")
 
-    from doodle.predict import predict
+    if args.fallback_rows and out.suffix.lower() == ".parquet":
+        raise DoodleError(f"--fallback-rows is for submission CSVs; --out {out} skips unreadable records and counts "
+                          "them")
+
+    from doodle.predict import MissingRows, predict
     from doodle.tta import parse_tta
 
+    missing = MissingRows(fallback=args.fallback_rows)
     rows = predict(args.run, args.data, out, checkpoint=args.checkpoint, batch_size=args.batch_size,
                    progress=not args.quiet, device=args.device, tta=parse_tta(args.tta), tta_mean=args.tta_mean,
-                   average=args.average)
-    print(f"wrote {out}: {rows:,} rows")
+                   average=args.average, missing=missing)
+    extra = f" ({missing.written:,} of them fallback rows for records the model could not take)"
+    print(f"wrote {out}: {rows:,} rows{extra if missing.written else ''}")
     return 0

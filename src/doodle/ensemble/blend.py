@@ -11,7 +11,9 @@ fitting (`fit_weights`), always on drawings with known labels:
   all but picks the best model, a small k averages);
 * "map3": coordinate ascent on MAP@3 of the blend itself, from equal weights.
 
-Weights are normalised to sum to 1.
+Weights are normalised to sum to 1. "score", "score-corr" and "inv-loss" need only sums over
+the holdout (`WeightStats`, accumulated batch by batch); "map3" searches on the probabilities
+themselves, so it holds them in memory.
 """
 
 from __future__ import annotations
@@ -64,16 +66,71 @@ def log_loss(probs: np.ndarray, labels: np.ndarray) -> float:
     return float(-np.log(np.clip(p, EPS, None)).mean())
 
 
-def _mean_correlation(probs: Sequence[np.ndarray]) -> np.ndarray:
-    flat = [np.asarray(p, np.float64).reshape(-1) for p in probs]
-    corr = np.corrcoef(np.stack(flat))
-    m = len(flat)
-    return np.array([(corr[i].sum() - 1.0) / (m - 1) for i in range(m)]) if m > 1 else np.zeros(1)
+class WeightStats:
+    """What the "score", "score-corr" and "inv-loss" weights need, summed batch by batch over a
+    labelled holdout, in O(M^2) memory whatever its size: per model the MAP@3 credit and the
+    log-loss, and the sums of the models' probabilities, of their squares and of their pairwise
+    products (the Pearson correlations of the flattened probabilities follow from these)."""
+
+    def __init__(self, models: int):
+        self.models = models
+        self.n = 0
+        self.values = 0
+        self.credit = np.zeros(models)
+        self.loss = np.zeros(models)
+        self.sums = np.zeros(models)
+        self.products = np.zeros((models, models))
+
+    def update(self, probs: Sequence[np.ndarray], labels: np.ndarray) -> None:
+        """Add one batch: [B, K] probabilities per model, labels [B] (all known)."""
+        labels = np.asarray(labels, np.int64)
+        flat = np.stack([np.asarray(p, np.float64).reshape(-1) for p in probs])
+        for m, p in enumerate(probs):
+            self.credit[m] += map_at_3(p, labels) * len(labels)
+            self.loss[m] += log_loss(p, labels) * len(labels)
+        self.sums += flat.sum(1)
+        self.products += flat @ flat.T
+        self.n += len(labels)
+        self.values += flat.shape[1]
+
+    def map3(self) -> np.ndarray:
+        return self.credit / self.n
+
+    def correlation(self) -> np.ndarray:
+        """float64 [M, M] correlations of the models' probabilities (np.corrcoef of the flattened arrays)."""
+        mean = self.sums / self.values
+        cov = self.products / self.values - np.outer(mean, mean)
+        sd = np.sqrt(np.maximum(np.diag(cov), 0.0))
+        return cov / np.maximum(np.outer(sd, sd), EPS)
+
+    def raw_weights(self, method: str, power: float) -> np.ndarray:
+        """Unnormalised weights of "score", "score-corr" or "inv-loss" (see the module docstring)."""
+        score = 1.0 / np.maximum(1.0 - self.map3(), 1e-6)
+        if method == "score":
+            return score
+        if method == "score-corr":
+            corr = self.correlation()
+            mean_corr = (corr.sum(1) - 1.0) / (self.models - 1) if self.models > 1 else np.zeros(1)
+            return score * np.maximum(1.0 - mean_corr, 1e-3)
+        if method == "inv-loss":
+            losses = self.loss / self.n
+            return (losses.min() / np.maximum(losses, EPS)) ** power  # scaled by the best loss: no overflow
+        raise DoodleError(f"unknown weight fitting {method!r}; choose from {', '.join(FIT_METHODS)}")
+
+
+def blend_map3(probs: Sequence[np.ndarray], labels: np.ndarray, weights: np.ndarray, mean: str,
+               chunk: int = 8192) -> float:
+    """MAP@3 of the blend, computed `chunk` rows at a time (no [N, K] float64 blend in memory)."""
+    credit = 0.0
+    for lo in range(0, len(labels), chunk):
+        part = labels[lo:lo + chunk]
+        credit += map_at_3(blend([p[lo:lo + chunk] for p in probs], weights, mean), part) * len(part)
+    return credit / len(labels)
 
 
 def _coordinate_ascent(probs: Sequence[np.ndarray], labels: np.ndarray, mean: str, rounds: int = 4) -> np.ndarray:
     w = np.ones(len(probs)) / len(probs)
-    best = map_at_3(blend(probs, w, mean), labels)
+    best = blend_map3(probs, labels, w, mean)
     for _ in range(rounds):
         improved = False
         for i in range(len(probs)):
@@ -83,7 +140,7 @@ def _coordinate_ascent(probs: Sequence[np.ndarray], labels: np.ndarray, mean: st
                 if trial.sum() <= 0:
                     continue
                 trial /= trial.sum()
-                score = map_at_3(blend(probs, trial, mean), labels)
+                score = blend_map3(probs, labels, trial, mean)
                 if score > best + 1e-12:
                     best, w, improved = score, trial, True
         if not improved:
@@ -95,23 +152,22 @@ def fit_weights(probs: Sequence[np.ndarray], labels: np.ndarray, method: str = "
                 power: float = 24.0) -> np.ndarray:
     """float64 [M] blend weights fitted on a labelled holdout (see the module docstring)."""
     labels = np.asarray(labels, np.int64)
-    if len(probs) < 1:
+    check_fit(len(probs), labels, method)
+    if method == "map3":
+        return normalise(_coordinate_ascent(probs, labels, mean), len(probs))
+    stats = WeightStats(len(probs))
+    stats.update(probs, labels)
+    return normalise(stats.raw_weights(method, power), len(probs))
+
+
+def check_fit(models: int, labels: np.ndarray, method: str) -> None:
+    """Refuse a fit without models, on unlabelled drawings, or by an unknown method."""
+    if models < 1:
         raise DoodleError("no models to weigh")
     if not len(labels) or (labels < 0).any():
         raise DoodleError("fitting weights needs a holdout whose every drawing has a known class")
-    scores = np.array([map_at_3(p, labels) for p in probs])
-    if method == "score":
-        w = 1.0 / np.maximum(1.0 - scores, 1e-6)
-    elif method == "score-corr":
-        w = (1.0 / np.maximum(1.0 - scores, 1e-6)) * np.maximum(1.0 - _mean_correlation(probs), 1e-3)
-    elif method == "inv-loss":
-        losses = np.array([log_loss(p, labels) for p in probs])
-        w = (losses.min() / np.maximum(losses, EPS)) ** power  # scaled by the best loss: no overflow
-    elif method == "map3":
-        w = _coordinate_ascent(probs, labels, mean)
-    else:
+    if method not in FIT_METHODS:
         raise DoodleError(f"unknown weight fitting {method!r}; choose from {', '.join(FIT_METHODS)}")
-    return normalise(w, len(probs))
 
 
 def holdout_halves(key_ids: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

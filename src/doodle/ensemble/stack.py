@@ -17,7 +17,7 @@ blend's order below them. Fit on one labelled holdout, evaluate on another (`hol
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,12 +49,14 @@ class StackConfig:
     """LightGBM's seed (bagging, feature sampling)."""
 
 
-def _ranks(p: np.ndarray) -> np.ndarray:
-    """int [N, K] rank of each class in each row (0 = best, ties to the lower index)."""
-    order = np.argsort(-p, axis=1, kind="stable")
-    ranks = np.empty_like(order)
-    np.put_along_axis(ranks, order, np.arange(p.shape[1])[None, :].repeat(len(p), 0), axis=1)
-    return ranks
+def _candidate_ranks(p: np.ndarray, cand: np.ndarray) -> np.ndarray:
+    """int [N, C] rank of each candidate class in each row of p (0 = best, ties to the lower index):
+    the classes scoring higher plus the equal ones of lower index, without sorting whole rows."""
+    pc = np.take_along_axis(p, cand, axis=1)[:, :, None]
+    higher = (p[:, None, :] > pc).sum(-1)
+    index = np.arange(p.shape[1])
+    tied = ((p[:, None, :] == pc) & (index[None, None, :] < cand[:, :, None])).sum(-1)
+    return higher + tied
 
 
 def features(probs: Sequence[np.ndarray], time_features: np.ndarray | None, candidates: int
@@ -69,7 +71,7 @@ def features(probs: Sequence[np.ndarray], time_features: np.ndarray | None, cand
     cols, names = [], []
     for m, p in enumerate(probs):
         pc = p[rows, cand]
-        cols += [pc, _ranks(p)[rows, cand].astype(np.float32), pc / np.maximum(p.max(1, keepdims=True), 1e-12)]
+        cols += [pc, _candidate_ranks(p, cand).astype(np.float32), pc / np.maximum(p.max(1, keepdims=True), 1e-12)]
         names += [f"p{m}", f"rank{m}", f"rel{m}"]
     cols += [mean[rows, cand], np.broadcast_to(np.arange(c, dtype=np.float32), (n, c)), cand.astype(np.float32)]
     names += ["p_mean", "rank_mean", "class"]
@@ -79,6 +81,32 @@ def features(probs: Sequence[np.ndarray], time_features: np.ndarray | None, cand
         names.append(f"time_{TIME_FEATURES[j]}")
     x = np.stack([np.asarray(col, np.float32).reshape(-1) for col in cols], axis=1)
     return x, cand, names
+
+
+class TrainingMatrix:
+    """The stacker's training rows, filled batch by batch into one preallocated float32 array:
+    drawings x candidates rows of `features` columns, the only copy of the holdout kept."""
+
+    def __init__(self, rows: int, columns: int, names: list[str]):
+        self.x: np.ndarray | None = np.empty((rows, columns), np.float32)
+        self.y = np.empty(rows, np.float32)
+        self.names = names
+        self.filled = 0
+
+    def add(self, x: np.ndarray, y: np.ndarray) -> None:
+        if self.x is None or self.filled + len(x) > len(self.x):
+            raise ValueError(f"more training rows than the {len(self.y):,} planned")
+        self.x[self.filled:self.filled + len(x)] = x
+        self.y[self.filled:self.filled + len(x)] = y
+        self.filled += len(x)
+
+    def release(self) -> None:
+        """Drop the features (LightGBM keeps its own binned copy once its dataset is built)."""
+        self.x = None
+
+
+StackBatch = tuple[Sequence[np.ndarray], np.ndarray, np.ndarray | None]
+"""One batch of a labelled holdout: [B, K] probabilities per model, labels [B], time features [B, 6] or None."""
 
 
 class Stacker:
@@ -93,27 +121,45 @@ class Stacker:
     def fit(self, probs: Sequence[np.ndarray], labels: np.ndarray, time_features: np.ndarray | None = None
             ) -> Stacker:
         """Train on a labelled holdout: `probs` one [N, K] array per model, `labels` int [N]."""
+        return self.fit_batches([(probs, labels, time_features)], len(labels))
+
+    def fit_batches(self, batches: Iterable[StackBatch], drawings: int) -> Stacker:
+        """Train on a labelled holdout of `drawings` drawings given batch by batch (`StackBatch`):
+        the features of each batch go into the training matrix (`TrainingMatrix`, drawings x
+        candidates rows) and the batch is let go, so memory is that matrix, whatever the holdout's size."""
+        matrix = None
+        for probs, labels, time_features in batches:
+            labels = np.asarray(labels, np.int64)
+            if not len(labels) or (labels < 0).any():
+                raise DoodleError("stacking needs a holdout whose every drawing has a known class")
+            x, cand, names = features(probs, time_features, self.config.candidates)
+            if matrix is None:
+                matrix = TrainingMatrix(drawings * cand.shape[1], x.shape[1], names)
+                self.n_models, self.n_classes = len(probs), probs[0].shape[1]
+            matrix.add(x, (cand == labels[:, None]).astype(np.float32).reshape(-1))
+        if matrix is None:
+            raise DoodleError("stacking needs a holdout whose every drawing has a known class")
+        return self._train(matrix, cand.shape[1])
+
+    def _train(self, matrix: TrainingMatrix, candidates: int) -> Stacker:
         import lightgbm as lgb
 
         cfg = self.config
-        labels = np.asarray(labels, np.int64)
-        if not len(labels) or (labels < 0).any():
-            raise DoodleError("stacking needs a holdout whose every drawing has a known class")
-        x, cand, names = features(probs, time_features, cfg.candidates)
-        y = (cand == labels[:, None]).astype(np.float32).reshape(-1)
+        y = matrix.y[:matrix.filled]
         if y.sum() == 0 or y.sum() == len(y):
             raise DoodleError("stacking: the holdout's true classes are never (or always) among the candidates")
-        self.n_models, self.n_classes = len(probs), probs[0].shape[1]
         params = {"objective": cfg.objective, "learning_rate": cfg.learning_rate, "num_leaves": cfg.num_leaves,
                   "min_data_in_leaf": cfg.min_data_in_leaf, "seed": cfg.seed, "verbose": -1, "num_threads": 2,
                   "deterministic": True, "force_row_wise": True}
         group = None
         if cfg.objective == "lambdarank":
             params["eval_at"] = [3]
-            group = np.full(len(labels), cand.shape[1])
+            group = np.full(len(y) // candidates, candidates)
         elif cfg.objective != "binary":
             raise DoodleError(f"unknown stacking objective {cfg.objective!r}; choose binary or lambdarank")
-        data = lgb.Dataset(x, y, group=group, feature_name=names, categorical_feature=["class"], free_raw_data=True)
+        data = lgb.Dataset(matrix.x[:matrix.filled], y, group=group, feature_name=matrix.names,
+                           categorical_feature=["class"], free_raw_data=True, params=params).construct()
+        matrix.release()
         self.booster = lgb.train(params, data, num_boost_round=cfg.rounds)
         return self
 
