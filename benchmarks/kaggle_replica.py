@@ -50,7 +50,6 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +57,7 @@ from tqdm import tqdm
 
 from doodle.data.drawing import Drawing
 from doodle.data.formats import read
+from doodle.data.formats.kaggle_csv import kaggle_timestamp
 from doodle.data.simplify import simplify
 
 REPO = Path(__file__).resolve().parents[1]
@@ -113,13 +113,6 @@ class Pools:
 
     raw: dict[str, list[Source]] = field(default_factory=dict)
     simplified: dict[str, list[Source]] = field(default_factory=dict)
-
-
-def kaggle_timestamp(stamp: datetime | None) -> str:
-    """A timestamp as pandas writes a datetime64 column to CSV: always six fraction digits."""
-    if stamp is None:
-        return ""
-    return f"{stamp:%Y-%m-%d %H:%M:%S}.{stamp.microsecond:06d}"
 
 
 def kaggle_bool(value: bool | None) -> str:

@@ -552,3 +552,20 @@ def test_cli_convert(quickdraw, tmp_path, capsys):
     assert main(["convert", str(quickdraw / "raw" / "cat.ndjson"), "--out", str(tmp_path / "c.bin")]) == 2
     assert "cannot be written in the binary format" in capsys.readouterr().err
     assert not (tmp_path / "c.bin").exists()
+
+
+def test_kaggle_csv_bytes_are_kaggles(tmp_path):
+    """Known answer: a row as Kaggle's train_simplified files hold it (pandas wrote them: a space
+    after every comma of the drawing, True/False, six fraction digits of the timestamp, no UTC)."""
+    from datetime import UTC, datetime
+
+    drawing = Drawing(key_id=5152802093400064, word="airplane", countrycode="US", recognized=True,
+                      timestamp=datetime(2017, 3, 8, 21, 12, 7, 266040, tzinfo=UTC),
+                      strokes=[np.array([[167.0, 140.0], [109.0, 194.0]]), np.array([[207.0, 74.0], [207.0, 103.0]])])
+    write_kaggle_csv([drawing], tmp_path / "airplane.csv")
+    assert (tmp_path / "airplane.csv").read_bytes() == (
+        b"countrycode,drawing,key_id,recognized,timestamp,word\n"
+        b'US,"[[[167, 109], [140, 194]], [[207, 207], [74, 103]]]",5152802093400064,True,'
+        b"2017-03-08 21:12:07.266040,airplane\n")
+    (back,) = iter_records(tmp_path / "airplane.csv")
+    assert back.timestamp == drawing.timestamp and back.recognized is True

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from collections.abc import Iterable, Iterator
+from datetime import datetime
 from pathlib import Path
 
-import orjson
-
-from doodle.data.drawing import DEFAULT_LIMITS, Drawing, Limits, Reject, format_timestamp
+from doodle.data.drawing import DEFAULT_LIMITS, Drawing, Limits, Reject
 from doodle.data.formats.common import (
     ReadStats,
     atomic_output,
@@ -112,12 +112,26 @@ def _csv_row(text: str) -> list[str]:
     return next(csv.reader([text], strict=True))
 
 
+def kaggle_timestamp(stamp: datetime | None) -> str:
+    """A timestamp as Kaggle's files hold it (pandas writing a datetime64 column): six fraction
+    digits, no time zone: "2017-03-08 21:12:07.266040"."""
+    if stamp is None:
+        return ""
+    return f"{stamp:%Y-%m-%d %H:%M:%S}.{stamp.microsecond:06d}"
+
+
+def kaggle_drawing(drawing: Drawing) -> str:
+    """The drawing column as Kaggle's files hold it: nested lists with a space after every comma."""
+    return json.dumps(drawing.to_json_dict()["drawing"])
+
+
 def write_kaggle_csv(drawings: Iterable[Drawing], path: Path | str, test: bool = False) -> int:
     """Write drawings in Kaggle's CSV layout (train, or test with `test=True`). Returns the count.
 
-    As in Kaggle's files: fields quoted only when needed (the drawing, a word with a comma),
-    `recognized` as True/False, the timestamp without its " UTC" suffix, key_id as a plain integer,
-    `\\n` line ends. The drawing is compact JSON (no spaces). `.gz` compresses.
+    Byte for byte as Kaggle's files (which pandas wrote): fields quoted only when needed (the
+    drawing, a word with a comma), the drawing's JSON with a space after every comma, `recognized`
+    as True/False, the timestamp with six fraction digits and no " UTC", key_id as a plain integer,
+    `\\n` line ends. `.gz` compresses.
     """
     columns = TEST_COLUMNS if test else TRAIN_COLUMNS
     count = 0
@@ -130,10 +144,10 @@ def write_kaggle_csv(drawings: Iterable[Drawing], path: Path | str, test: bool =
                 raise DoodleError(f"{path}: drawing {drawing.key_id} has no strokes (a bitmap?): not CSV")
             values = {
                 "countrycode": drawing.countrycode,
-                "drawing": orjson.dumps(drawing.to_json_dict()["drawing"]).decode(),
+                "drawing": kaggle_drawing(drawing),
                 "key_id": str(drawing.key_id),
                 "recognized": "" if drawing.recognized is None else str(bool(drawing.recognized)),
-                "timestamp": format_timestamp(drawing.timestamp).removesuffix(" UTC") if drawing.timestamp else "",
+                "timestamp": kaggle_timestamp(drawing.timestamp),
                 "word": drawing.word or "",
             }
             writer.writerow([values[c] for c in columns])
