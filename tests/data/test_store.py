@@ -14,10 +14,12 @@ from hypothesis import strategies as st
 
 from doodle.cli import main
 from doodle.data.store import (
+    PROCESS_MB,
     PrepareConfig,
     _choose_buckets,
     _Part,
     _Task,
+    buffer_mb,
     iter_store,
     load_manifest,
     prepare,
@@ -173,9 +175,18 @@ def test_existing_store_needs_overwrite(quickdraw: Path, tmp_path: Path):
 
 def test_buckets_grow_with_input_and_shrink_with_memory():
     tasks = [_Task(i, (_Part(f"f{i}", "raw-ndjson", size=1 << 30),)) for i in range(100)]  # 100 GB
-    assert _choose_buckets(tasks, workers=2, memory_mb=2048) > _choose_buckets(tasks, workers=2, memory_mb=8192) > 10
+    assert _choose_buckets(tasks, workers=2, buffers_mb=2048) > _choose_buckets(tasks, workers=2, buffers_mb=8192) > 10
     assert _choose_buckets(tasks[:1], 2, 2048) < _choose_buckets(tasks, 2, 2048)
     assert _choose_buckets([_Task(0, (_Part("f", "raw-ndjson", size=1000),))], 2, 2048) == 1
+
+
+def test_budget_counts_every_process_before_its_buffers(caplog):
+    assert buffer_mb(2, 2048) == 2048 - 3 * PROCESS_MB  # the parent and two pool workers
+    assert buffer_mb(1, 2048) == 2048 - PROCESS_MB  # one worker works in the parent
+    assert buffer_mb(4, 8192) == 8192 - 5 * PROCESS_MB
+    assert not caplog.records
+    assert buffer_mb(16, 2048) == 16
+    assert "--memory-mb 2048 is below the ~4096 MB that 17 processes need" in caplog.text
 
 
 def test_cli_prepare_and_info(quickdraw: Path, tmp_path: Path, capsys):

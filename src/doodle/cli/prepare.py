@@ -47,7 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=at_least(0), default=0, help="salt of split, buckets and shuffle (default 0)")
     p.add_argument("--workers", type=at_least(0), default=0, help="processes (default: one per core)")
     p.add_argument("--memory-mb", type=at_least(16), default=2048,
-                   help="memory budget for buffers, at least 16 (default 2048)")
+                   help="memory budget of the whole process tree in MB, ~240 per process included (default 2048)")
     p.add_argument("--shards", type=at_least(0), default=0, help="shards per split (default: from input size)")
     p.add_argument("--overwrite", action="store_true", help="replace STORE if it exists")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")

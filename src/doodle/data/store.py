@@ -56,7 +56,12 @@ log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
 MIN_MEMORY_MB = 16
-"""Below this the segment buffers (at least 1 MiB per worker) and Arrow's own needs do not fit."""
+"""The smallest budget accepted; what is left for drawings never goes below `MIN_BUFFER_MB`."""
+PROCESS_MB = 240
+"""Resident memory of one prepare process before it holds a drawing (Python, NumPy, pyarrow and
+numba: about 230 MB measured), counted against the budget for the parent and for every worker."""
+MIN_BUFFER_MB = 16
+"""The least memory given to drawings (segment buffers, reduce passes), whatever the budget."""
 MAX_SHARDS = 4096
 """Most shuffle buckets (one open batch each per map segment; the automatic choice stops here too)."""
 STORE_SHARD = "store-shard"  # a task reading one Parquet shard of an input store
@@ -94,7 +99,8 @@ class PrepareConfig:
     workers: int = 0
     """Worker processes; 0 means one per core."""
     memory_mb: int = 2048
-    """Budget for all workers' buffers together; buckets and reduce passes are sized to fit it."""
+    """Budget for the whole process tree: each process's own `PROCESS_MB` and, with the rest, the
+    workers' buffers; buckets and reduce passes are sized to fit it."""
     chunk_mb: float = 64
     """Size of the byte ranges big text files are cut into (the unit of parallel work)."""
     shards: int = 0
@@ -224,11 +230,12 @@ def _build(files: list, skipped: list, work: Path, cfg: PrepareConfig) -> dict:
     (work / "_tmp").mkdir(parents=True)
     workers = cfg.workers or os.cpu_count() or 1
     tasks = _plan_tasks(files, max(1, int(cfg.chunk_mb * 2**20)))
-    n_buckets = cfg.shards or _choose_buckets(tasks, workers, cfg.memory_mb)
-    segment_bytes = max(1 << 20, (cfg.memory_mb << 20) // (4 * workers))
+    buffers = buffer_mb(workers, cfg.memory_mb)
+    n_buckets = cfg.shards or _choose_buckets(tasks, workers, buffers)
+    segment_bytes = max(1 << 20, (buffers << 20) // (4 * workers))
     results, bucket_bytes = _run_map(tasks, work, n_buckets, segment_bytes, cfg, workers)
     classes, unknown = _resolve_classes(cfg.classes, results)
-    passes = _plan_passes(bucket_bytes, _pass_budget(workers, cfg.memory_mb))
+    passes = _plan_passes(bucket_bytes, _pass_budget(workers, buffers))
     counts = _run_reduce(work, n_buckets, passes, results, classes, cfg, workers)
     rejected = _merge_rejects(work, tasks, results)
     manifest = _manifest(cfg, files, skipped, tasks, results, classes, counts, rejected, (n_buckets, len(passes)),
@@ -327,16 +334,28 @@ def _plan_tasks(files: list[tuple[Path, str]], chunk_bytes: int) -> list[_Task]:
     return tasks
 
 
-def _choose_buckets(tasks: list[_Task], workers: int, memory_mb: int) -> int:
-    """Enough buckets that one per worker (with its working copies) fits the memory budget, up to
+def buffer_mb(workers: int, memory_mb: int) -> int:
+    """The part of `memory_mb` left for drawings once the processes themselves are counted (the
+    parent, plus `workers` pool processes when there is more than one); warns when it is too small."""
+    processes = 1 + (workers if workers > 1 else 0)
+    left = memory_mb - processes * PROCESS_MB
+    if left < MIN_BUFFER_MB:
+        log.warning("--memory-mb %d is below the ~%d MB that %d processes need before holding any drawing; "
+                    "buffers get %d MB and peak memory will exceed the budget (raise --memory-mb or lower "
+                    "--workers)", memory_mb, processes * PROCESS_MB + MIN_BUFFER_MB, processes, MIN_BUFFER_MB)
+    return max(MIN_BUFFER_MB, left)
+
+
+def _choose_buckets(tasks: list[_Task], workers: int, buffers_mb: int) -> int:
+    """Enough buckets that one per worker (with its working copies) fits the buffer budget, up to
     `MAX_SHARDS`; past that, buckets are reduced in several passes (`_plan_passes`)."""
     arrow_bytes = sum(p.size * _EXPANSION.get(p.fmt, _DEFAULT_EXPANSION) for t in tasks for p in t.parts)
-    return max(1, min(MAX_SHARDS, math.ceil(arrow_bytes / _pass_budget(workers, memory_mb))))
+    return max(1, min(MAX_SHARDS, math.ceil(arrow_bytes / _pass_budget(workers, buffers_mb))))
 
 
-def _pass_budget(workers: int, memory_mb: int) -> float:
-    """Arrow bytes one reduce pass may load: a worker's share of the budget over its working copies."""
-    return (memory_mb << 20) / (_WORKING_COPIES * workers)
+def _pass_budget(workers: int, buffers_mb: int) -> float:
+    """Arrow bytes one reduce pass may load: a worker's share of the buffers over its working copies."""
+    return (buffers_mb << 20) / (_WORKING_COPIES * workers)
 
 
 def _plan_passes(bucket_bytes: np.ndarray, budget: float) -> list[tuple[int, int, int]]:
