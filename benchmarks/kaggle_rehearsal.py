@@ -32,6 +32,9 @@ each stage extrapolated to 50 M rows on 16 cores, with the assumption it rests o
 A stage whose command fails prints the command, its exit code and its stderr tail; the stages that
 need its outputs are skipped, and the rehearsal exits with status 1 (also when an accounting check
 or the submission check fails). Each stage's full stdout/stderr is kept in WORK/logs/.
+
+--stages NAME ... reruns only the named stages of a rehearsal already in WORK (say `prepare` after a
+change to it, or `balance_flow validate`), replacing just their outputs; the table then shows those.
 """
 
 from __future__ import annotations
@@ -784,6 +787,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--submission-method", choices=BALANCE_METHODS, default="iterative",
                         help="the balancing whose output is submission.csv (default iterative, 1st place's)")
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier rehearsal's outputs in --work")
+    parser.add_argument("--stages", nargs="+", metavar="STAGE", type=lambda s: s.replace("_", " "),
+                        help="run only these stages (e.g. prepare, train_1, balance_flow, validate) of the "
+                        "rehearsal already in --work, replacing just their outputs; the others are kept")
     args = parser.parse_args(argv)
     if args.rows < 2:
         parser.error("--rows must be at least 2")
@@ -796,8 +802,35 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def select_stages(stages: list[Stage], wanted: Sequence[str] | None) -> list[Stage]:
+    """The stages named in `wanted` (all when None), in workflow order; an unknown name is an error
+    that lists the valid ones."""
+    if wanted is None:
+        return stages
+    names = [s.name for s in stages] + ["validate"]
+    unknown = [w for w in wanted if w not in names]
+    if unknown:
+        valid = ", ".join(n.replace(" ", "_") for n in names)
+        raise SystemExit(f"--stages: unknown stage {unknown[0].replace(' ', '_')!r} (valid: {valid})")
+    return [s for s in stages if s.name in wanted]
+
+
+def clear_outputs(stages: Sequence[Stage]) -> None:
+    """Remove what the stages to be rerun wrote before (a store, a run, a predictions file)."""
+    for stage in stages:
+        for path in stage.outputs:
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+
+
 def prepare_work(args: argparse.Namespace, layout: Layout) -> None:
     own = args.replica is None
+    if args.stages:
+        if not layout.logs.is_dir():
+            raise SystemExit(f"--stages reruns stages of a rehearsal, and {args.work} holds none: run it whole first")
+        return
     if args.work.exists() and any(args.work.iterdir()):
         if not args.overwrite:
             raise SystemExit(f"{args.work} is not empty: pass --overwrite to replace an earlier rehearsal there")
@@ -821,9 +854,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"rehearsal: {args.rows:,} train rows, {args.test_rows:,} test rows, holdout {args.holdout:,}, "
           f"{args.steps} steps per model, {cores_available()} cores, work {args.work}")
     startup = torch_startup(layout.logs)
-    stages = build_stages(args, layout, lazy, classes_file, startup)
+    stages = select_stages(build_stages(args, layout, lazy, classes_file, startup), args.stages)
+    clear_outputs(stages if args.stages else [])
     results = [run_stage(stage, layout.logs) for stage in stages]
-    results.append(validate_stage(layout, lazy, classes))
+    if not args.stages or "validate" in args.stages:
+        results.append(validate_stage(layout, lazy, classes))
     print_loader_bench(results)
     print_table(results)
     print_extrapolation(results, args, startup)

@@ -238,3 +238,31 @@ def test_replica_extrapolated_part_by_part(rehearsal) -> None:
     goal = 4.8 + 2.7 * 50_000_000 / 50_000 + 9.0 * 1_000_000 / 50_000 + 4.0 * 112_199 / 11_220
     assert rehearsal.replica_goal(measured) == pytest.approx(goal)
     assert rehearsal.replica_goal(rehearsal.Measured(0, 1.0, 1.0, 0, "no figures", "")) is None
+
+
+def test_stages_selects_in_workflow_order_and_names_the_valid_ones(rehearsal, tmp_path) -> None:
+    stages = [rehearsal.Stage(name, [], [tmp_path / name.replace(" ", "_")])
+              for name in ("prepare", "train 1", "balance flow")]
+    picked = rehearsal.select_stages(stages, ["balance flow", "prepare"])
+    assert [s.name for s in picked] == ["prepare", "balance flow"]
+    assert rehearsal.select_stages(stages, None) == stages
+    valid = r"\(valid: prepare, train_1, balance_flow, validate\)"
+    with pytest.raises(SystemExit, match=r"unknown stage 'train_9' " + valid):
+        rehearsal.select_stages(stages, ["train 9"])
+    assert rehearsal.parse_args(["--rows", "10", "--work", "w", "--stages", "train_1"]).stages == ["train 1"]
+
+
+def test_stages_replaces_only_their_own_outputs(rehearsal, tmp_path) -> None:
+    (tmp_path / "store").mkdir()
+    (tmp_path / "store" / "part.parquet").write_text("x")
+    (tmp_path / "ens.parquet").write_text("x")
+    (tmp_path / "kept.csv").write_text("x")
+    rehearsal.clear_outputs([rehearsal.Stage("prepare", [], [tmp_path / "store"]),
+                             rehearsal.Stage("ensemble", [], [tmp_path / "ens.parquet", tmp_path / "none"])])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept.csv"]
+
+
+def test_stages_needs_an_earlier_rehearsal(rehearsal, tmp_path) -> None:
+    with pytest.raises(SystemExit, match="holds none: run it whole first"):
+        rehearsal.main(["--rows", "100", "--work", str(tmp_path / "w"), "--quickdraw", str(tmp_path),
+                        "--stages", "prepare"])
