@@ -2,6 +2,7 @@
 
     points [B, T, 6] (x, y, dx, dy, dt, pen)
     -> dilated Conv1d(k=3) -> BN -> ReLU per `raster_dilations` (1, 2, 4, 8), `raster_features` wide
+       (`sequence.PointConvs`: BN statistics over the real points only, padding zeroed)
     -> scatter: each valid point's features go to the grid cell (floor(y * G), floor(x * G)) of a
        G x G grid (G = `raster_grid`); points sharing a cell are AVERAGED, empty cells are 0,
        padded points (index >= lengths) are ignored                          -> [B, F, G, G]
@@ -79,7 +80,7 @@ class LearnedRaster(nn.Module):
         self.grid = int(config.raster_grid)
         n = len(config.raster_dilations)
         self.points = PointConvs(len(POINT_FEATURES), [config.raster_features] * n, [3] * n,
-                                 list(config.raster_dilations))
+                                 list(config.raster_dilations), norm=config.point_norm)
         self.trunk, width, self.features = resnet_stages(config.arch)
         self.adapter = nn.Sequential(nn.Conv2d(config.raster_features, width, 1, bias=False), nn.BatchNorm2d(width),
                                      nn.ReLU(inplace=True))

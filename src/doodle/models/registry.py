@@ -61,6 +61,9 @@ class ModelConfig:
     """learned-raster: features per point (channels of the grid)."""
     raster_dilations: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
     """learned-raster: dilations of the per-point 1-D convolution stack."""
+    point_norm: Literal["masked", "batch"] = "masked"
+    """sequence, learned-raster: normalisation of the point convolutions, "masked" (statistics over
+    real points only) or "batch" (plain BatchNorm1d, padding included: the older models' choice)."""
 
 
 Builder = Callable[[ModelConfig, InputConfig, int], "object"]
