@@ -8,29 +8,42 @@ The held-out drawings: the store's val split is cut in two halves by a hash of k
 (`doodle.ensemble.holdout_halves`); ensemble weights and the stacker are fitted on the "fit" half,
 and every figure is measured on the "evaluate" half, subsampled to the same number of drawings per
 class (the size of its smallest class) because balancing assumes a balanced test set, as Kaggle's
-was. A second table measures balancing alone on a 345-class store (few drawings per class, a weak
-model: closer to Kaggle's 340 classes), on a class-balanced subset of its val split.
+was.
+
+Two more tables measure balancing alone with the model of a 345-class store (few drawings per
+class, a weak model: closer to Kaggle's 340 classes):
+
+* oracle subset (`oracle_subset`): --per-class345 val drawings of each class that has at least
+  as many, the scores restricted to those classes and renormalised, and as expected counts the
+  subset's own true counts. Both the class list and the counts come from the labels: an upper
+  bound of what balancing can add, not a figure a submission could reach;
+* no oracle (`all_classes_uniform`): every labelled val drawing, every class of the model with
+  its scores as predicted, and uniform expected counts (drawings / classes each) that use nothing
+  of the labels: what balancing does when, as on Kaggle, only the test set's size is known.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from doodle.balance import balance_probs, proxy_score
 from doodle.ensemble import Stacker, blend, fit_weights, holdout_halves
+from doodle.errors import DoodleError
 from doodle.evaluate import predict_in_memory
 from doodle.metrics import map_at_3
 from doodle.predictions_io import Predictions
 
 
-def balanced_rows(labels: np.ndarray, key_ids: np.ndarray, per_class: int | None = None) -> np.ndarray:
+def balanced_rows(labels: np.ndarray, key_ids: np.ndarray, per_class: int | None = None,
+                  n_classes: int | None = None) -> np.ndarray:
     """Row indices taking the same number of drawings of every class (by key_id order, so the
     choice does not depend on the file's order); classes with fewer drawings are left out."""
-    k = labels.max() + 1
+    k = n_classes or labels.max() + 1
     counts = np.bincount(labels, minlength=k)
     n = int(per_class or counts[counts > 0].min())
     rows = []
@@ -38,10 +51,66 @@ def balanced_rows(labels: np.ndarray, key_ids: np.ndarray, per_class: int | None
         idx = np.flatnonzero(labels == c)
         if len(idx) >= n:
             rows.append(idx[np.argsort(key_ids[idx], kind="stable")[:n]])
-    return np.sort(np.concatenate(rows))
+    return np.sort(np.concatenate(rows)) if rows else np.zeros(0, np.int64)
+
+
+@dataclass(frozen=True)
+class BalancingSet:
+    """What one balancing table is measured on: rows of the predictions, the class columns kept,
+    the labels as indices into those columns, and the expected top-1 count of each."""
+
+    rows: np.ndarray
+    columns: np.ndarray
+    labels: np.ndarray
+    expected: np.ndarray
+
+    def scores(self, probs: np.ndarray) -> np.ndarray:
+        """The scores of the rows over the kept classes, renormalised when some were dropped."""
+        out = probs[self.rows][:, self.columns]
+        return out / out.sum(1, keepdims=True) if len(self.columns) < probs.shape[1] else out
+
+
+def oracle_subset(labels: np.ndarray, key_ids: np.ndarray, n_classes: int, per_class: int) -> BalancingSet:
+    """`per_class` drawings of each class with at least as many (`balanced_rows`), only those
+    classes, and their true counts as expected counts: chosen with the labels (an oracle)."""
+    labelled = np.flatnonzero(labels >= 0)
+    rows = labelled[balanced_rows(labels[labelled], key_ids[labelled], per_class, n_classes)]
+    kept = np.unique(labels[rows])
+    return BalancingSet(rows, kept, np.searchsorted(kept, labels[rows]), np.full(len(kept), float(per_class)))
+
+
+def all_classes_uniform(labels: np.ndarray, n_classes: int) -> BalancingSet:
+    """Every labelled drawing, every class, expected counts N / K each: the labels pick the
+    drawings that can be scored and nothing else (the expected counts ignore them)."""
+    rows = np.flatnonzero(labels >= 0)
+    return BalancingSet(rows, np.arange(n_classes), labels[rows], np.full(n_classes, len(rows) / n_classes))
+
+
+def balance(probs: np.ndarray, method: str, expected: np.ndarray, candidates: int = 10) -> np.ndarray:
+    """`balance_probs` toward `expected`; flow over each drawing's `candidates` best classes, or
+    over all of them when those cannot fill the class caps."""
+    if method != "flow":
+        return balance_probs(probs, method, expected)
+    try:
+        return balance_probs(probs, method, expected, candidates=candidates)
+    except DoodleError:
+        return balance_probs(probs, method, expected)
+
+
+def print_balancing(title: str, probs: np.ndarray, s: BalancingSet) -> None:
+    """One balancing table: the model's MAP@3 and proxy score on `s`, then each method's."""
+    scores = s.scores(probs)
+    print(f"\n{title}")
+    print(f"{'pipeline':<78} {'MAP@3':>7} {'proxy':>7}")
+    print(f"{'single model':<78} {map_at_3(scores, s.labels):7.4f} {proxy_score(scores, s.expected):7.1f}")
+    for method in ("iterative", "greedy", "flow"):
+        out = balance(scores, method, s.expected)
+        name = f"+ balancing ({method})"
+        print(f"{name:<78} {map_at_3(out, s.labels):7.4f} {proxy_score(out, s.expected):7.1f}")
 
 
 def predict(run: Path, data: Path, **options) -> Predictions:
+    """In-memory predictions of a run on a store split (options as `predict_in_memory`'s)."""
     return predict_in_memory(run, [data], progress=False, **options)
 
 
@@ -107,20 +176,18 @@ def main() -> None:
 
     if args.store345:
         p345 = predict(args.runs / args.run345, Path(args.store345) / "val")
-        y345 = p345.labels()
-        rows345 = balanced_rows(y345, p345.key_ids, args.per_class345)
-        kept = np.unique(y345[rows345])
-        probs = p345.probs[rows345][:, kept]
-        probs = probs / probs.sum(1, keepdims=True)
-        labels = np.searchsorted(kept, y345[rows345])
-        print(f"\nbalancing alone on {args.store345}/val: {len(rows345)} drawings, {args.per_class345} per class "
-              f"of the {len(kept)} classes that have as many (model {args.run345})")
-        print(f"{'pipeline':<78} {'MAP@3':>7} {'proxy':>7}")
-        exp345 = np.full(len(kept), float(args.per_class345))
-        print(f"{'single model':<78} {map_at_3(probs, labels):7.4f} {proxy_score(probs, exp345):7.1f}")
-        for method in ("iterative", "greedy", "flow"):
-            out = balance_probs(probs, method, candidates=10 if method == "flow" else None)
-            print(f"{'+ balancing (' + method + ')':<78} {map_at_3(out, labels):7.4f} {proxy_score(out, exp345):7.1f}")
+        y345, k345 = p345.labels(), len(p345.classes)
+        oracle = oracle_subset(y345, p345.key_ids, k345, args.per_class345)
+        print_balancing(
+            f"balancing, oracle subset of {args.store345}/val (model {args.run345}, {k345} classes): "
+            f"{len(oracle.rows)} drawings, {args.per_class345} per class of the {len(oracle.columns)} classes "
+            f"with at least {args.per_class345} val drawings, scores renormalised over those classes, expected "
+            f"counts their true {args.per_class345} each (oracle)", p345.probs, oracle)
+        honest = all_classes_uniform(y345, k345)
+        print_balancing(
+            f"balancing, no oracle, on {args.store345}/val (model {args.run345}): all {len(honest.rows)} labelled "
+            f"drawings, all {k345} classes of the model, expected counts uniform "
+            f"({len(honest.rows)}/{k345} = {honest.expected[0]:.2f} each)", p345.probs, honest)
     print(f"\n({time.time() - started:.0f} s)")
 
 

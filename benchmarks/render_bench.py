@@ -4,13 +4,15 @@
 
 Loads up to --n simplified and --n raw real drawings from shared/quickdraw, then for each data
 set and for 64 and 128 px measures, in this one process (so the ratio is fair on a busy
-machine), over --repeats interleaved runs (after JIT warm-up), drawings/s (medians) of:
+machine), over --repeats interleaved runs (after JIT warm-up), drawings/s (medians) of the
+sides below. Every side draws the same drawings, in the same order (`Sides`): the cost of a
+drawing grows with its segments, so a side timed on a subset would be timed on different work.
 
 * kaggle: the usual Kaggle-kernel approach, step for step the way the 24th-place team published
   it for this very encoding (shared/seeds, "draw_cv2_color"): per drawing, a Python loop over
   the segments of the strokes as integer lists (the competition's format), the colour computed
   per segment with np.sqrt on Python numbers, cv2.line (width 6, cv2's default LINE_8) on a
-  256x256x3 canvas, then cv2.resize (default bilinear) to the target size. The issue's targets
+  256x256x3 canvas, then cv2.resize (default bilinear) to the target size. The targets
   (>= 50x at 64 px, >= 20x at 128 px) are checked against this loop;
 * tight: the same loop written tighter (float lists, math.hypot instead of np.sqrt on numpy
   scalars): about twice as fast, so the stricter yardstick; and the tight loop with anti-aliased
@@ -41,17 +43,14 @@ import math  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import orjson  # noqa: E402
 
-from doodle.data.drawing import (  # noqa: E402
-    Drawing,
-    drawing_from_record,
-    pack,  # noqa: E402
-)
+from doodle.data.drawing import Drawing, PackedDrawings, drawing_from_record, pack  # noqa: E402
 from doodle.render import render  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -140,6 +139,41 @@ def tight_loop(drawings: list[list[tuple[list[float], list[float]]]], size: int,
     return out
 
 
+@dataclass(frozen=True)
+class Sides:
+    """One set of drawings in every side's own input layout, made ready before timing (parsed CSV
+    lists for the loops, packed arrays or Drawing batches for ours), so that no side is charged
+    for converting another's and every side draws exactly the same drawings."""
+
+    drawings: list[Drawing]
+    """The drawings every side renders, in this order."""
+    kaggle: list[list[list[list[int]]]]
+    """`kaggle_input` of each drawing."""
+    tight: list[list[tuple[list[float], list[float]]]]
+    """`tight_input` of each drawing."""
+    chunks: list[list[Drawing]]
+    """The drawings in render batches (ours, packing included)."""
+    packed: list[PackedDrawings]
+    """The same batches packed (ours, the renderer's own input)."""
+
+    @property
+    def n(self) -> int:
+        """Drawings per side: the count every rate is computed with."""
+        return len(self.drawings)
+
+
+def prepare_sides(drawings: list[Drawing], batch: int) -> Sides:
+    """`drawings` in every side's input layout (see `Sides`)."""
+    chunks = [drawings[k : k + batch] for k in range(0, len(drawings), batch)]
+    return Sides(
+        drawings=drawings,
+        kaggle=[kaggle_input(d) for d in drawings],
+        tight=[tight_input(d) for d in drawings],
+        chunks=chunks,
+        packed=[pack(c) for c in chunks],
+    )
+
+
 def interleaved_rates(fns: list, n_items: list[int], repeats: int) -> list[list[float]]:
     """Items/s of each function in every repeat, the functions timed in turn within a repeat so
     that load changes on a shared machine hit them all alike."""
@@ -160,8 +194,7 @@ def paired_ratio(ours: list[float], theirs: list[float]) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=2000, help="drawings per data set (default 2000)")
-    parser.add_argument("--baseline-n", type=int, default=500, help="drawings the slow cv2 loops draw")
+    parser.add_argument("--n", type=int, default=2000, help="drawings per data set, drawn by every side (default 2000)")
     parser.add_argument("--batch", type=int, default=256, help="drawings per render call (default 256)")
     parser.add_argument("--repeats", type=int, default=9, help="timed repeats; medians are kept")
     parser.add_argument("--shared", type=Path, default=REPO.parent / "shared", help="the shared/ folder")
@@ -183,20 +216,15 @@ def main(argv: list[str] | None = None) -> int:
     print("   Drawing list, packing included)")
     ok = True
     for kind in ("simplified", "raw"):
-        drawings = load(quickdraw / kind, args.n)
-        # each side gets its own input layout ready-made (as parsed CSV lists for the loops,
-        # packed arrays for ours), so that no side is charged for converting the other's
-        kaggle_set = [kaggle_input(d) for d in drawings[: args.baseline_n]]
-        tight_set = [tight_input(d) for d in drawings[: args.baseline_n]]
-        chunks = [drawings[k : k + args.batch] for k in range(0, len(drawings), args.batch)]
-        packed = [pack(c) for c in chunks]
-        n_pts = sum(len(p.points) for p in packed)
+        sides = prepare_sides(load(quickdraw / kind, args.n), args.batch)
+        drawings = sides.drawings
+        n_pts = sum(len(p.points) for p in sides.packed)
         for size in (64, 128):
             for antialias in (True, False):  # JIT warm-up
                 render(drawings[:4], "order-speed-accel", size, antialias=antialias)
-            kaggle_loop(kaggle_set[:4], size)
-            tight_loop(tight_set[:4], size)
-            tight_loop(tight_set[:4], size, aa=True)
+            kaggle_loop(sides.kaggle[:4], size)
+            tight_loop(sides.tight[:4], size)
+            tight_loop(sides.tight[:4], size, aa=True)
             out = np.zeros((args.batch, 3, size, size), np.uint8)
 
             def ours(batches, antialias=True, s=size, o=out):
@@ -206,14 +234,14 @@ def main(argv: list[str] | None = None) -> int:
             # the target pair (kaggle, packed) is timed back to back in every repeat
             r_kaggle, r_ours, r_tight, r_hard, r_aa, r_list = interleaved_rates(
                 [
-                    lambda s=size, b=kaggle_set: kaggle_loop(b, s),
-                    lambda p=packed: ours(p),
-                    lambda s=size, b=tight_set: tight_loop(b, s),
-                    lambda p=packed: ours(p, antialias=False),
-                    lambda s=size, b=tight_set: tight_loop(b, s, aa=True),
-                    lambda c=chunks: ours(c),
+                    lambda s=size, b=sides.kaggle: kaggle_loop(b, s),
+                    lambda p=sides.packed: ours(p),
+                    lambda s=size, b=sides.tight: tight_loop(b, s),
+                    lambda p=sides.packed: ours(p, antialias=False),
+                    lambda s=size, b=sides.tight: tight_loop(b, s, aa=True),
+                    lambda c=sides.chunks: ours(c),
                 ],
-                [len(kaggle_set), len(drawings), len(tight_set), len(drawings), len(tight_set), len(drawings)],
+                [sides.n] * 6,
                 args.repeats,
             )
             ratio = paired_ratio(r_ours, r_kaggle)
@@ -224,8 +252,8 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"{kind:<11}{size:>5}{k_s:>10,.0f}{t_s:>9,.0f}{aa_s:>11,.0f}{o_s:>10,.0f}{l_s:>11,.0f}{h_s:>9,.0f}"
                 f"{ratio:>7.1f}x{paired_ratio(r_ours, r_tight):>8.1f}x{paired_ratio(r_ours, r_aa):>6.1f}x"
-                f"{paired_ratio(r_hard, r_tight):>6.1f}x   (target {target}x; {len(drawings)} drawings, "
-                f"{n_pts / len(drawings):.0f} points each)"
+                f"{paired_ratio(r_hard, r_tight):>6.1f}x   (target {target}x; the same {sides.n} drawings for "
+                f"every side, {n_pts / sides.n:.0f} points each)"
             )
     print("targets met" if ok else "targets NOT met")
     return 0 if ok else 1

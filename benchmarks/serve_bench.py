@@ -4,7 +4,7 @@ concurrencies, ONNX Runtime against eager PyTorch, in one run.
     .venv/bin/python benchmarks/serve_bench.py /work/runs/cpu-q15-v3 --data ../shared/quickdraw/raw
 
 Backends: onnx (ONNX Runtime, float32, what `doodle serve RUN` runs), onnx-int8 (the model exported
-with `doodle export --quantize int8`, calibrated on the same real drawings) and torch (eager
+with `doodle export --quantize int8`, calibrated on the train split of the store of --val) and torch (eager
 PyTorch), plus `floor`: the same app, validation and preprocessing with a model that answers at
 once (constant guesses), which measures what HTTP, the client and preprocessing cost on this
 machine before any model runs. For each backend the script starts `doodle serve MODEL --backend B`
@@ -147,22 +147,6 @@ async def load(port: int, bodies: list[bytes], concurrency: int, seconds: float)
     start = time.perf_counter()
     await asyncio.gather(*(client() for _ in range(concurrency)))
     return latencies, time.perf_counter() - start
-
-
-def export_map3(export_dir: str, split: Path, batch: int = 64) -> tuple[float, int]:
-    """Val MAP@3 (and drawing count) of an ONNX export on a store split, preprocessed as served."""
-    from doodle.data.formats import read
-    from doodle.export import OUTPUT_NAME, load_export, ort_feed
-    from doodle.metrics import map_at_3
-
-    ex = load_export(export_dir, os.cpu_count() or 1)
-    index = {c: i for i, c in enumerate(ex.classes)}
-    drawings = [d for d in read(split) if d.word in index]
-    scores = [
-        ex.session.run([OUTPUT_NAME], ort_feed(ex.session, ex.preprocessor(drawings[k : k + batch])))[0]
-        for k in range(0, len(drawings), batch)
-    ]
-    return map_at_3(np.concatenate(scores), np.array([index[d.word] for d in drawings])), len(drawings)
 
 
 def serve_floor(model: str, port: int) -> None:
@@ -403,7 +387,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="measuring time per concurrency")
     parser.add_argument("--drawings", type=int, default=400, help="distinct drawings cycled through")
     parser.add_argument("--server-args", default="", help="extra `doodle serve` flags, e.g. '--max-batch 1'")
-    parser.add_argument("--val", type=Path, help="a store split (e.g. STORE/val): print float32 and int8 MAP@3 on it")
+    parser.add_argument("--val", type=Path, help="STORE/val of the run's store: onnx-int8 calibrates on STORE/train "
+                        "and prints float32 and int8 MAP@3 on this split (needed for onnx-int8)")
     parser.add_argument("--mixed", action="store_true",
                         help="mixed load: valid, bad and slow requests together (see the module docstring)")
     parser.add_argument("--floor-server", type=int, metavar="PORT", help=argparse.SUPPRESS)  # internal: run `floor`
@@ -414,6 +399,8 @@ def main() -> None:
     if args.mixed:
         run_mixed(args)
         return
+    if "onnx-int8" in args.backends and args.val is None:
+        parser.error("onnx-int8 needs --val STORE/val (calibrated on STORE/train, scored on the split)")
 
     from doodle.checkpoint import read_checkpoint, resolve_checkpoint
 
@@ -431,17 +418,10 @@ def main() -> None:
             from doodle.export import export_onnx
 
             model = tempfile.mkdtemp(prefix="doodle-bench-int8-")
-            check = export_onnx(args.run, model, check_sources=[args.data], quantize="int8").agreement
-            print(f"int8 export: {check}", flush=True)
-            if args.val is not None:
-                float_dir = tempfile.mkdtemp(prefix="doodle-bench-f32-")
-                try:
-                    export_onnx(args.run, float_dir, check=False)
-                    f32, n = export_map3(float_dir, args.val)
-                finally:
-                    shutil.rmtree(float_dir, ignore_errors=True)
-                i8, _ = export_map3(model, args.val)
-                print(f"MAP@3 on {args.val} ({n} drawings): float32 {f32:.4f}, int8 {i8:.4f}", flush=True)
+            # calibrated on the store's train split, scored by the export on its val split
+            result = export_onnx(args.run, model, check_sources=[args.data], quantize="int8",
+                                 calibration_store=args.val.parent, score_n=0)
+            print(f"int8 export: {result.agreement}\n{result.quantization}", flush=True)
         proc = start_server(model, backend.split("-")[0], port, args.server_args.split())
         try:
             asyncio.run(load(port, bodies, 4, 2.0))  # warm-up: JIT, allocator, ORT arenas

@@ -4,19 +4,28 @@
 
 For each preset (configs/NAME.yaml) it measures, in this one process:
 * loader: drawings/s of ONE loader worker, i.e. computing `EpochBatches[i]` (read from the store,
-  augment, simplify/render or sequence features) for a few batches, median per batch;
+  augment, simplify/render or sequence features) for a few batches, median per batch. A worker is
+  one process on one core, so this is also the loader's rate per core;
 * model: training images/s of one optimizer step (forward, backward, AdamW/SGD step) on batches
   prepared in advance, median per step, at the preset's batch size (capped by --max-batch on CPU);
-* the workers the preset asks for, and `loader x workers / model`: above 1, the loader keeps up.
-On a CPU the loader workers and the model share the same cores, so the ratio is an upper bound
-there; on a GPU machine the workers have cores of their own.
+  on a CPU also per core (divided by torch's threads: the cores the step ran on).
+
+The ratio is computed for the cores this process may run on (`os.sched_getaffinity`), not for the
+preset's worker count: a preset asking for more workers than there are cores gets no more loader
+throughput than the cores give. `loader/model = loader/s/core x min(workers, cores) / model img/s`:
+above 1, the loader keeps up. On a CPU the loader workers and the model share those cores, so it
+is an upper bound there, and `per core` (loader/s/core / model img/s/core) says how many images
+the loader prepares in the time the model trains on one, core for core: the loader's share of
+the CPU in a run is 1 / (1 + that figure). On a GPU machine the workers have cores of their own.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -33,7 +42,67 @@ from doodle.train.optim import build_optimizer
 REPO = Path(__file__).resolve().parents[1]
 
 
+@dataclass(frozen=True)
+class Timings:
+    """What one preset measured: median seconds per batch of one loader worker and per training
+    step, at `batch` drawings, and the workers the preset asks for."""
+
+    batch: int
+    loader_s: float
+    model_s: float
+    workers: int
+
+
+@dataclass(frozen=True)
+class Figures:
+    """The report of one preset on this machine (see the module docstring)."""
+
+    loader_per_core: float
+    """Drawings/s of one loader worker (one core)."""
+    model: float
+    """Training images/s of the model as measured (all torch threads, or the GPU)."""
+    model_per_core: float | None
+    """CPU only: model images/s per core (None on a GPU, where the model does not run on cores)."""
+    workers: int
+    """Loader workers the preset asks for."""
+    usable_workers: int
+    """Of those, how many have a core of their own here: min(workers, cores), at least 1."""
+    ratio: float
+    """loader_per_core x usable_workers / model: above 1, the loader keeps up."""
+    per_core_ratio: float | None
+    """CPU only: loader_per_core / model_per_core."""
+
+
+def available_cores() -> int:
+    """Cores this process may run on (its affinity mask, which containers and taskset narrow),
+    falling back to the machine's count where the mask cannot be read."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def figures(t: Timings, cores: int, threads: int, on_gpu: bool) -> Figures:
+    """The report's arithmetic: rates from the timings, the ratio for `cores` cores (a worker
+    loads on one core; workers beyond the cores present add nothing, and a preset with 0 workers
+    loads in the main process, on one core) and, on a CPU, the model per core over `threads`."""
+    loader = t.batch / t.loader_s
+    model = t.batch / t.model_s
+    usable = max(1, min(t.workers, cores))
+    model_per_core = None if on_gpu else model / max(1, min(threads, cores))
+    return Figures(
+        loader_per_core=loader,
+        model=model,
+        model_per_core=model_per_core,
+        workers=t.workers,
+        usable_workers=usable,
+        ratio=loader * usable / model,
+        per_core_ratio=None if model_per_core is None else loader / model_per_core,
+    )
+
+
 def median_time(fn, repeats: int) -> float:
+    """Median wall seconds of `repeats` calls of `fn`."""
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -42,7 +111,8 @@ def median_time(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
-def bench(preset: str, store: Path, steps: int, max_batch: int, device: torch.device) -> dict:
+def bench(preset: str, store: Path, steps: int, max_batch: int, device: torch.device) -> tuple[dict, Timings]:
+    """Time one preset's loader worker and training step; returns its description and timings."""
     cfg = load_config(TrainConfig, REPO / "configs" / f"{preset}.yaml")
     batch = min(cfg.data.batch_size, max_batch)
     classes = load_manifest(store)["classes"]
@@ -71,31 +141,57 @@ def bench(preset: str, store: Path, steps: int, max_batch: int, device: torch.de
 
     step()
     model_s = median_time(step, steps)
-    loader_rate = batch / loader_s
-    model_rate = batch / model_s
-    return {"preset": preset, "input": f"{model.input_kind} {cfg.input.encoding if model.input_kind == 'image' else ''}"
-            f"{cfg.input.size if model.input_kind == 'image' else cfg.input.max_points}", "arch":
-            cfg.model.arch if cfg.model.family != "sequence" else "conv+bilstm", "batch": batch,
-            "loader": loader_rate, "workers": cfg.data.workers, "model": model_rate,
-            "ratio": loader_rate * cfg.data.workers / model_rate}
+    kind = model.input_kind
+    described = {
+        "preset": preset,
+        "input": f"{kind} {cfg.input.encoding if kind == 'image' else ''}"
+        f"{cfg.input.size if kind == 'image' else cfg.input.max_points}",
+        "arch": cfg.model.arch if cfg.model.family != "sequence" else "conv+bilstm",
+        "batch": batch,
+    }
+    return described, Timings(batch, loader_s, model_s, cfg.data.workers)
 
 
-def main() -> None:
+def header(cores: int) -> str:
+    """The table's column names."""
+    return (f"{'preset':<20}{'input':<28}{'arch':<20}{'batch':>6}{'loader/s/core':>14}{'model img/s':>12}"
+            f"{'img/s/core':>11}{'workers':>8}{'used':>5}{f'loader/model@{cores}':>18}{'per core':>9}")
+
+
+def rate(value: float) -> str:
+    """A rate for the table: whole numbers with thousands separators, three digits below 100 (a
+    large model's few images/s per core would otherwise print as 0 or 1)."""
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
+
+
+def row(described: dict, f: Figures) -> str:
+    """One preset's line of the table (per-core model figures are "-" on a GPU)."""
+    per_core = "-" if f.model_per_core is None else rate(f.model_per_core)
+    per_core_ratio = "-" if f.per_core_ratio is None else f"{f.per_core_ratio:.1f}x"
+    return (f"{described['preset']:<20}{described['input']:<28}{described['arch']:<20}{described['batch']:>6}"
+            f"{rate(f.loader_per_core):>14}{rate(f.model):>12}{per_core:>11}{f.workers:>8}{f.usable_workers:>5}"
+            f"{f.ratio:>17.1f}x{per_core_ratio:>9}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Measure the presets named on the command line and print the table."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True, help="a store made by doodle prepare")
     parser.add_argument("--presets", nargs="+", default=["cpu", "cnn", "sequence", "learned-raster",
                                                          "mobilenet-grey-64", "seresnext50-128"])
     parser.add_argument("--steps", type=int, default=6, help="timed batches/steps per measurement")
     parser.add_argument("--max-batch", type=int, default=64, help="cap on the batch size (CPU memory and time)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    print(f"device {device}, {torch.get_num_threads()} torch threads; median of {args.steps} batches/steps")
-    print(f"{'preset':<20}{'input':<28}{'arch':<20}{'batch':>6}{'loader/s/worker':>16}{'workers':>8}"
-          f"{'model img/s':>12}{'loader/model':>13}")
+    cores, threads = available_cores(), torch.get_num_threads()
+    print(f"device {device}, {cores} cores available to this process, {threads} torch threads; "
+          f"median of {args.steps} batches/steps")
+    print(header(cores))
+    print(f"  (used = the preset's workers that have a core here; loader/model@{cores} = loader/s/core x used / "
+          "model img/s; per core = loader/s/core / img/s/core)")
     for preset in args.presets:
-        r = bench(preset, args.data, args.steps, args.max_batch, device)
-        print(f"{r['preset']:<20}{r['input']:<28}{r['arch']:<20}{r['batch']:>6}{r['loader']:>16,.0f}{r['workers']:>8}"
-              f"{r['model']:>12,.0f}{r['ratio']:>12.1f}x")
+        described, timings = bench(preset, args.data, args.steps, args.max_batch, device)
+        print(row(described, figures(timings, cores, threads, device.type == "cuda")), flush=True)
 
 
 if __name__ == "__main__":

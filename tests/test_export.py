@@ -9,6 +9,7 @@ from dataclasses import asdict
 import numpy as np
 import pytest
 import torch
+from conftest import SMALL_STORE_CLASSES
 
 from doodle.checkpoint import atomic_save, make_checkpoint
 from doodle.cli import main
@@ -29,14 +30,14 @@ FAMILIES = {
 }
 
 
-def checkpoint_of(name: str, tmp_path) -> str:
+def checkpoint_of(name: str, tmp_path, classes: list[str] = CLASSES) -> str:
     """A real checkpoint file of a freshly initialised model of one family."""
     model_cfg, inputs, kind = FAMILIES[name]
     torch.manual_seed(0)
-    model = create_model(model_cfg, inputs, len(CLASSES))
+    model = create_model(model_cfg, inputs, len(classes))
     path = tmp_path / f"{name}.pt"
     atomic_save(make_checkpoint(model_config=asdict(model_cfg), input_config=asdict(inputs), input_kind=kind,
-                                classes=CLASSES, config={}, model_state=model.state_dict(),
+                                classes=list(classes), config={}, model_state=model.state_dict(),
                                 metrics={"map3": 0.5}), path)
     return str(path)
 
@@ -78,6 +79,16 @@ def test_cli_export_prints_the_check(quickdraw, tmp_path, capsys):
     assert is_export(tmp_path / "e")
 
 
+def test_cli_int8_export_prints_the_val_scores(small_store, tmp_path, capsys):
+    ckpt = checkpoint_of("cnn", tmp_path, list(SMALL_STORE_CLASSES))
+    assert main(["export", ckpt, "--out", str(tmp_path / "q"), "--no-check", "--quantize", "int8",
+                 "--calibration-data", str(small_store), "--calibration-n", "8", "--score-n", "12"]) == 0
+    out = capsys.readouterr().out
+    assert f"int8 calibrated on 8 drawings of {small_store}/train; MAP@3 on 12 drawings of {small_store}/val" in out
+    assert main(["export", ckpt, "--out", str(tmp_path / "r"), "--no-check", "--quantize", "int8"]) == 2
+    assert "--calibration-data STORE" in capsys.readouterr().err
+
+
 def test_export_errors(quickdraw, tmp_path, capsys):
     ckpt = checkpoint_of("cnn", tmp_path)
     with pytest.raises(DoodleError, match="does not exist"):
@@ -99,20 +110,81 @@ def test_export_errors(quickdraw, tmp_path, capsys):
         load_export(bad)
 
 
-def test_int8_export(quickdraw, tmp_path):
-    """--quantize int8: a smaller, quantised graph calibrated on real drawings; the check says how
-    close it stays to the float model."""
-    ckpt = checkpoint_of("cnn", tmp_path)
+def test_int8_export(quickdraw, small_store, tmp_path):
+    """--quantize int8: a smaller, quantised graph calibrated on the store's training drawings and
+    scored, with the float model, on its val split; the check says how close it stays."""
+    ckpt = checkpoint_of("cnn", tmp_path, list(SMALL_STORE_CLASSES))
     plain = export_onnx(ckpt, tmp_path / "f32", check_sources=[quickdraw / "raw"], check_n=32)
-    result = export_onnx(ckpt, tmp_path / "int8", check_sources=[quickdraw / "raw"], check_n=32, quantize="int8")
+    result = export_onnx(ckpt, tmp_path / "int8", check_sources=[quickdraw / "raw"], check_n=32, quantize="int8",
+                         calibration_store=small_store, calibration_n=48, score_n=40)
     import onnx
 
     ops = {n.op_type for n in onnx.load(str(result.model_path)).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
     assert result.model_path.stat().st_size < plain.model_path.stat().st_size / 2
     assert result.agreement.drawings == 32 and 0 < result.agreement.max_abs_diff < 5
-    assert json.loads(result.preprocessing_path.read_text())["quantization"].startswith("int8")
-    with pytest.raises(DoodleError, match="cannot skip the check"):
+    q = result.quantization
+    assert (q.store, q.calibration_drawings, q.scored_drawings) == (str(small_store), 48, 40)
+    assert 0 <= q.map3_float <= 1 and 0 <= q.map3_int8 <= 1
+    spec = json.loads(result.preprocessing_path.read_text())
+    assert spec["quantization"].startswith("int8") and spec["quantization_check"] == asdict(q)
+    assert plain.quantization is None and json.loads(plain.preprocessing_path.read_text())["quantization_check"] is None
+    with pytest.raises(DoodleError, match="calibrates on training drawings"):
         export_onnx(ckpt, tmp_path / "x", check=False, quantize="int8")
+    with pytest.raises(DoodleError, match="only used by --quantize"):
+        export_onnx(ckpt, tmp_path / "x", check=False, calibration_store=small_store)
+    with pytest.raises(DoodleError, match="not a doodle store"):
+        export_onnx(ckpt, tmp_path / "x", check=False, quantize="int8", calibration_store=small_store / "val")
     with pytest.raises(DoodleError, match="unknown quantization"):
         export_onnx(ckpt, tmp_path / "x", quantize="int4")
+
+
+def test_int8_calibrates_on_training_drawings_and_scores_on_others(small_store, tmp_path, monkeypatch):
+    """The drawings int8 is calibrated on come from the train split, those it is scored on from the
+    val split, and no key_id is in both."""
+    import doodle.export as export
+
+    seen: dict[str, list] = {"calibration": [], "scoring": []}
+    real_quantize, real_map3 = export.quantize_int8, export.onnx_map3
+
+    def quantize(path, preprocessor, drawings, *args, **kwargs):
+        seen["calibration"] += drawings
+        return real_quantize(path, preprocessor, drawings, *args, **kwargs)
+
+    def map3(path, preprocessor, drawings, classes, *args, **kwargs):
+        seen["scoring"].append([d.key_id for d in drawings])
+        return real_map3(path, preprocessor, drawings, classes, *args, **kwargs)
+
+    monkeypatch.setattr(export, "quantize_int8", quantize)
+    monkeypatch.setattr(export, "onnx_map3", map3)
+    ckpt = checkpoint_of("cnn", tmp_path, list(SMALL_STORE_CLASSES))
+    result = export_onnx(ckpt, tmp_path / "int8", check=False, quantize="int8", calibration_store=small_store,
+                         calibration_n=64, score_n=0)
+    from doodle.data.store import iter_store
+
+    train = {d.key_id for d in iter_store(small_store, "train")}
+    val = {d.key_id for d in iter_store(small_store, "val")}
+    calibrated = {d.key_id for d in seen["calibration"]}
+    float_scored, int8_scored = (set(k) for k in seen["scoring"])
+    assert len(calibrated) == 64 and calibrated <= train
+    assert float_scored == int8_scored == val  # score_n=0: the whole val split, both models alike
+    assert not calibrated & float_scored
+    assert result.quantization.scored_drawings == len(val)
+
+
+def test_calibration_and_scoring_refuse_a_shared_key_id(small_store, monkeypatch):
+    import doodle.export as export
+
+    real = export.split_drawings
+    leaked = real(small_store, "val", SMALL_STORE_CLASSES, 1)
+
+    def leaky(store, split, classes, n):
+        return real(store, split, classes, n) + (leaked if split == "train" else [])
+
+    monkeypatch.setattr(export, "split_drawings", leaky)
+    with pytest.raises(DoodleError, match="in both its train and val splits"):
+        export.calibration_and_scoring(small_store, SMALL_STORE_CLASSES, 16, 16)
+    monkeypatch.setattr(export, "split_drawings", real)
+    calibration, scoring = export.calibration_and_scoring(small_store, SMALL_STORE_CLASSES, 16, 0)
+    assert len(calibration) == 16 and {d.word for d in scoring} == set(SMALL_STORE_CLASSES)
+    assert not {d.key_id for d in calibration} & {d.key_id for d in scoring}

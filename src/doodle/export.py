@@ -21,9 +21,15 @@ largest absolute difference of the log-probabilities and the fraction of drawing
 guesses agree (`Agreement`).
 
 `quantize="int8"` writes a statically quantised model instead (ONNX Runtime QDQ, int8 per-channel
-weights, uint8 activations calibrated on the check drawings): about 3x faster on CPUs with AVX-512
-VNNI for a small loss (cpu.yaml model: val MAP@3 0.9474 -> 0.9451). It is then no longer
-bit-for-bit the trained model, so the check reports how often its top-3 still agree.
+weights, uint8 activations). Its activation ranges are calibrated on drawings of the *train* split
+of `calibration_store` (the store the run trained on), and the float32 and int8 models are then
+both scored (MAP@3) on that store's *val* split (`QuantizationCheck`): calibrating on the drawings
+it is scored on would fit the ranges to the very drawings that judge them. A store's splits are
+disjoint by key_id, and the export refuses calibration and scoring drawings that share one. The
+int8 model is no longer bit-for-bit the trained model, so the agreement check also reports how
+often its top-3 still agree with PyTorch's. This module quotes no speed or accuracy figures: the
+export prints its own MAP@3 pair (`doodle export RUN --out DIR --quantize int8 --calibration-data
+STORE`), and `benchmarks/serve_bench.py` measures the served speed.
 """
 
 from __future__ import annotations
@@ -55,6 +61,10 @@ PREPROCESSING_FILE = "preprocessing.json"
 OUTPUT_NAME = "log_probs"
 OPSET = 17
 CHECK_DRAWINGS = 256
+CALIBRATION_DRAWINGS = 256
+"""Training drawings int8 quantisation calibrates its activation ranges on, by default."""
+SCORE_DRAWINGS = 10_000
+"""Validation drawings the float32 and int8 models are scored on, by default (0: the whole split)."""
 QUANTIZATIONS = ("int8",)
 
 
@@ -75,6 +85,27 @@ class Agreement:
 
 
 @dataclass
+class QuantizationCheck:
+    """The int8 model against the float32 one, on validation drawings its calibration never saw."""
+
+    store: str
+    """The store: calibrated on its train split, scored on its val split."""
+    calibration_drawings: int
+    """Drawings of the train split the activation ranges were calibrated on."""
+    scored_drawings: int
+    """Drawings of the val split both models were scored on."""
+    map3_float: float
+    """MAP@3 of the float32 ONNX model on those drawings."""
+    map3_int8: float
+    """MAP@3 of the int8 ONNX model on the same drawings."""
+
+    def __str__(self) -> str:
+        return (f"int8 calibrated on {self.calibration_drawings} drawings of {self.store}/train; MAP@3 on "
+                f"{self.scored_drawings} drawings of {self.store}/val: float32 {self.map3_float:.4f}, "
+                f"int8 {self.map3_int8:.4f}")
+
+
+@dataclass
 class ExportResult:
     """What `export_onnx` wrote."""
 
@@ -84,6 +115,8 @@ class ExportResult:
     """The JSON describing classes and preprocessing."""
     agreement: Agreement | None
     """The ORT-vs-PyTorch check (None when skipped)."""
+    quantization: QuantizationCheck | None = None
+    """int8 exports: float32 vs int8 on the calibration store's val split (None for float32)."""
 
 
 def graph_inputs(kind: str, input_config: Any) -> list[str]:
@@ -214,6 +247,53 @@ def default_check_sources() -> list[Path]:
     return [raw] if raw.is_dir() else []
 
 
+def split_drawings(store: PathLike, split: str, classes: Sequence[str], n: int) -> list[Drawing]:
+    """The first `n` drawings (0: all) of one split of a store whose word is one of `classes` (a
+    store's splits are shuffled when prepared, so the first drawings are a sample of them all)."""
+    from doodle.data.store import iter_store
+
+    wanted = set(classes)
+    out: list[Drawing] = []
+    for d in iter_store(store, split):
+        if d.word in wanted:
+            out.append(d)
+            if n and len(out) >= n:
+                break
+    return out
+
+
+def calibration_and_scoring(store: PathLike, classes: Sequence[str], calibration_n: int = CALIBRATION_DRAWINGS,
+                            score_n: int = SCORE_DRAWINGS) -> tuple[list[Drawing], list[Drawing]]:
+    """Drawings to calibrate int8 on (the store's train split) and to score it on (its val split),
+    checked to share no key_id: a drawing in both would let the calibration see what scores it."""
+    from doodle.data.store import load_manifest
+
+    load_manifest(store)  # a store, not one of its split folders or a drawings file
+    calibration = split_drawings(store, "train", classes, calibration_n)
+    scoring = split_drawings(store, "val", classes, score_n)
+    if not calibration:
+        raise DoodleError(f"{store}/train has no drawings of the model's classes to calibrate int8 on")
+    if not scoring:
+        raise DoodleError(f"{store}/val has no drawings of the model's classes to score int8 on")
+    shared = {d.key_id for d in calibration} & {d.key_id for d in scoring}
+    if shared:
+        raise DoodleError(f"{store}: {len(shared)} key_id(s) are in both its train and val splits (e.g. "
+                          f"{min(shared)}); int8 would be scored on drawings it was calibrated on")
+    return calibration, scoring
+
+
+def onnx_map3(path: PathLike, preprocessor: Any, drawings: Sequence[Drawing], classes: Sequence[str],
+              batch_size: int = 64) -> float:
+    """MAP@3 of the ONNX model at `path` on labelled drawings, preprocessed as served."""
+    from doodle.metrics import map_at_3
+
+    session = ort_session(path, threads=os.cpu_count() or 1)
+    index = {c: i for i, c in enumerate(classes)}
+    scores = [session.run([OUTPUT_NAME], ort_feed(session, preprocessor(list(drawings[k:k + batch_size]))))[0]
+              for k in range(0, len(drawings), batch_size)]
+    return map_at_3(np.concatenate(scores), np.array([index[d.word] for d in drawings]))
+
+
 def quantize_int8(model_path: PathLike, preprocessor: Any, drawings: Sequence[Drawing], batch_size: int = 32) -> None:
     """Replace the float ONNX model at `model_path` by its static int8 quantisation (QDQ format,
     per-channel int8 weights, uint8 activations) calibrated on `drawings` preprocessed as served."""
@@ -248,8 +328,8 @@ def quantize_int8(model_path: PathLike, preprocessor: Any, drawings: Sequence[Dr
 
 
 def preprocessing_spec(meta: dict, classes: Sequence[str], inputs: Sequence[str], checkpoint: PathLike,
-                       agreement: Agreement | None, opset: int = OPSET, quantize: str | None = None
-                       ) -> dict[str, Any]:
+                       agreement: Agreement | None, opset: int = OPSET, quantize: str | None = None,
+                       quantization: QuantizationCheck | None = None) -> dict[str, Any]:
     """The JSON next to the ONNX file: what a client needs to rebuild the training preprocessing."""
     from doodle.version import code_version
 
@@ -268,6 +348,7 @@ def preprocessing_spec(meta: dict, classes: Sequence[str], inputs: Sequence[str]
         "code_version": code_version(),
         "metrics": meta.get("metrics", {}),
         "check": dataclasses.asdict(agreement) if agreement is not None else None,
+        "quantization_check": dataclasses.asdict(quantization) if quantization is not None else None,
     }
 
 
@@ -279,38 +360,62 @@ def write_json(obj: Any, path: PathLike) -> None:
 
 def export_onnx(run_or_checkpoint: PathLike, out_dir: PathLike, *, checkpoint: str = "best",
                 check_sources: Iterable[PathLike] | None = None, check: bool = True,
-                check_n: int = CHECK_DRAWINGS, opset: int = OPSET, quantize: str | None = None) -> ExportResult:
+                check_n: int = CHECK_DRAWINGS, opset: int = OPSET, quantize: str | None = None,
+                calibration_store: PathLike | None = None, calibration_n: int = CALIBRATION_DRAWINGS,
+                score_n: int = SCORE_DRAWINGS) -> ExportResult:
     """Export a checkpoint (run folder + `checkpoint` name, or a file) to `out_dir` (see the module
-    docstring); `check` runs the agreement check on `check_sources` (default: `default_check_sources`),
-    which also calibrate the `quantize="int8"` model."""
+    docstring); `check` runs the agreement check on `check_sources` (default: `default_check_sources`).
+    `quantize="int8"` needs `calibration_store`, the store the run trained on: calibrated on
+    `calibration_n` drawings of its train split, scored on `score_n` of its val split (0: all)."""
     from doodle.checkpoint import load_checkpoint, resolve_checkpoint
 
     path = resolve_checkpoint(run_or_checkpoint, checkpoint)
     model, preprocessor, classes, meta = load_checkpoint(path, weights="ema" if checkpoint == "ema" else "model")
     if quantize is not None and quantize not in QUANTIZATIONS:
         raise DoodleError(f"unknown quantization {quantize!r}; choose from {', '.join(QUANTIZATIONS)}")
-    if quantize and not check:
-        raise DoodleError("int8 quantisation calibrates on the check drawings: it cannot skip the check")
+    if quantize and calibration_store is None:
+        raise DoodleError("int8 quantisation calibrates on training drawings: pass the store the run trained on "
+                          "(--calibration-data STORE); it is then scored on that store's val split")
+    if calibration_store is not None and not quantize:
+        raise DoodleError("calibration data is only used by --quantize int8")
     sources = list(check_sources) if check_sources is not None else default_check_sources()
     if check and not sources:
         raise DoodleError("no real drawings for the ONNX-vs-PyTorch check: pass check data (e.g. "
                           "../shared/quickdraw/raw), set DOODLE_SHARED, or skip the check")
+    calibration, scoring = (calibration_and_scoring(calibration_store, classes, calibration_n, score_n)
+                            if quantize else ([], []))
     drawings = check_drawings(sources, classes, check_n) if check else []
-    example = drawings[:2] if drawings else [_example_drawing(), _example_drawing()]
+    example = (drawings or calibration)[:2] or [_example_drawing(), _example_drawing()]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model_path = out_dir / MODEL_FILE
     inputs = to_onnx(model, preprocessor, example, model_path, opset)
+    quantization = None
     if quantize == "int8":
-        quantize_int8(model_path, preprocessor, drawings)
+        quantization = _quantize_and_score(model_path, preprocessor, classes, calibration, scoring,
+                                           str(calibration_store))
+        log.debug("%s", quantization)
     agreement = None
     if check:
         agreement = check_agreement(ort_session(model_path, threads=os.cpu_count() or 1), model, preprocessor,
                                     drawings)
         log.debug("%s", agreement)
     spec_path = out_dir / PREPROCESSING_FILE
-    write_json(preprocessing_spec(meta, classes, inputs, path, agreement, opset, quantize), spec_path)
-    return ExportResult(model_path, spec_path, agreement)
+    write_json(preprocessing_spec(meta, classes, inputs, path, agreement, opset, quantize, quantization), spec_path)
+    return ExportResult(model_path, spec_path, agreement, quantization)
+
+
+def _quantize_and_score(model_path: Path, preprocessor: Any, classes: Sequence[str], calibration: Sequence[Drawing],
+                        scoring: Sequence[Drawing], store: str) -> QuantizationCheck:
+    """Quantise the float model at `model_path` in place, calibrated on `calibration`, and score the
+    float32 and int8 models on `scoring` (the float copy lives in a temporary folder meanwhile)."""
+    with tempfile.TemporaryDirectory(prefix="doodle-f32-") as tmp:
+        float_path = Path(tmp) / MODEL_FILE
+        shutil.copyfile(model_path, float_path)
+        quantize_int8(model_path, preprocessor, calibration)
+        map3_float = onnx_map3(float_path, preprocessor, scoring, classes)
+    map3_int8 = onnx_map3(model_path, preprocessor, scoring, classes)
+    return QuantizationCheck(store, len(calibration), len(scoring), map3_float, map3_int8)
 
 
 def _example_drawing() -> Drawing:
