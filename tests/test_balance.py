@@ -215,3 +215,47 @@ def test_every_method_balances_the_full_test_set():
             assert rest[r].tolist() == [c for c in order[r] if c != top1[row]], method
         totals[method] = log_p[np.arange(n), top1].sum()
     assert totals["flow"] >= totals["greedy"]  # the flow is the optimum under the caps
+
+
+# Six drawings that all prefer class "a b"; expected counts 3, 2, 1 (uniform would be 2, 2, 2).
+SMALL = np.array([[0.9, 0.05, 0.05], [0.8, 0.15, 0.05], [0.7, 0.2, 0.1],
+                  [0.6, 0.3, 0.1], [0.5, 0.1, 0.4], [0.4, 0.35, 0.25]])
+SMALL_CLASSES = ["a b", "c", "d"]
+
+
+def best_capped(p: np.ndarray, caps: list[int]) -> tuple[int, ...]:
+    """The assignment with the highest total log-probability under the caps, by brute force."""
+    fits = (a for a in itertools.product(range(p.shape[1]), repeat=len(p))
+            if (np.bincount(a, minlength=p.shape[1]) <= caps).all())
+    return max(fits, key=lambda a: np.log(p[np.arange(len(p)), list(a)]).sum())
+
+
+@pytest.mark.parametrize("method", ["greedy", "flow"])
+def test_cli_balance_expected_counts(tmp_path, capsys, method):
+    preds = Predictions(np.arange(6, dtype=np.uint64), SMALL.astype(np.float32), SMALL_CLASSES)
+    write_predictions(preds, tmp_path / "in.parquet")
+    csv = tmp_path / "counts.csv"
+    csv.write_text("class,count\nd,1\na_b,3\nc,2\n")  # any order; Kaggle's underscores accepted
+    out = tmp_path / "b.parquet"
+    assert main(["balance", str(tmp_path / "in.parquet"), "--method", method, "--expected", str(csv),
+                 "--out", str(out)]) == 0
+    top1 = read_predictions(out).probs.argmax(1)
+    assert np.bincount(top1, minlength=3).tolist() == [3, 2, 1]
+    # greedy by hand: rows 0-2 take "a b" by confidence; then by second-choice confidence row 4
+    # takes "d" (0.4), row 5 "c" (0.35), row 3 "c" (0.3)
+    expected = [0, 0, 0, 1, 2, 1] if method == "greedy" else list(best_capped(SMALL, [3, 2, 1]))
+    assert top1.tolist() == expected
+    assert "-> 0.0" in capsys.readouterr().out  # proxy score against the given counts
+    uniform = tmp_path / "u.parquet"
+    assert main(["balance", str(tmp_path / "in.parquet"), "--method", method, "--out", str(uniform)]) == 0
+    assert np.bincount(read_predictions(uniform).probs.argmax(1)).tolist() == [2, 2, 2]
+
+
+def test_cli_balance_expected_errors(tmp_path):
+    write_predictions(Predictions(np.arange(6, dtype=np.uint64), SMALL.astype(np.float32), SMALL_CLASSES),
+                      tmp_path / "in.parquet")
+    for name, text in (("missing.csv", "a b,3\nc,3\n"), ("few.csv", "a b,2\nc,2\nd,1\n")):
+        (tmp_path / name).write_text(text)  # no count for "d"; counts adding up to 5 < 6 drawings
+        assert main(["balance", str(tmp_path / "in.parquet"), "--method", "greedy", "--expected",
+                     str(tmp_path / name), "--out", str(tmp_path / "x.parquet")]) == 2
+    assert not (tmp_path / "x.parquet").exists()

@@ -10,8 +10,8 @@ Two scores per drawing of a store split:
 
 `score_store` computes both; `write_scores` writes a Parquet file (key_id, label, loss, entropy,
 weight) that `doodle train` reads as `sample_weights` (the weight column) or as `curriculum`
-difficulty (the loss column, see `SampleWeights`); `clean_store` writes a copy of the store without
-the dropped drawings.
+difficulty (the loss column, ranked within each label, see `SampleWeights`); `clean_store` writes a
+copy of the store without the dropped drawings.
 """
 
 from __future__ import annotations
@@ -109,12 +109,9 @@ def weights_from_scores(scores: Scores, drop_loss: float = 0.0, min_entropy: flo
     hard classes are not emptied) and for entropy below `min_entropy` bits, else 1."""
     if not 0.0 <= drop_loss < 1.0:
         raise DoodleError(f"drop fraction must be in [0, 1), got {drop_loss}")
+    hardest_first, size = class_positions(scores.labels, -np.asarray(scores.loss, np.float64))
     w = np.ones(len(scores.key_ids), np.float32)
-    for c in np.unique(scores.labels):
-        rows = np.flatnonzero(scores.labels == c)
-        n_drop = int(np.floor(drop_loss * len(rows)))
-        if n_drop:
-            w[rows[np.argsort(-scores.loss[rows], kind="stable")[:n_drop]]] = 0.0
+    w[hardest_first < np.floor(drop_loss * size)] = 0.0
     w[scores.entropy < min_entropy] = 0.0
     return w
 
@@ -182,9 +179,16 @@ def clean_store(store: PathLike, out: PathLike, drop_key_ids: np.ndarray, split:
 
 
 class SampleWeights:
-    """Per-drawing loss weights in training: the `weight` column of a scores file, times the
-    curriculum's admission mask (drawings ranked by loss, easiest first; epoch e admits the easiest
-    fraction start + (1 - start) * e / (epochs - 1)). Drawings without a score weigh 1."""
+    """Per-drawing loss weights in training: the `weight` column of a scores file, and the curriculum.
+
+    The curriculum ranks the scored drawings of each class by loss, easiest first (`difficulty_rank`:
+    position within the class / class size, in [0, 1)). Epoch e admits, in every class of n scored
+    drawings, the ceil(f * n) easiest, f = `admitted_fraction(e)` = start + (1 - start) * e / (epochs - 1)
+    (1 with one epoch): ranking within each class keeps a uniformly harder class from being left out
+    of the first epochs. Unscored drawings are always admitted and weigh 1. `admits` is the rule the
+    loader applies (`EpochBatches(curriculum=...)`), so drawings not admitted are never read or rendered;
+    `batch` also weighs them 0, for batches made without it.
+    """
 
     def __init__(self, key_ids: np.ndarray, weights: np.ndarray, difficulty_rank: np.ndarray | None,
                  start: float = 0.5, epochs: int = 1):
@@ -203,7 +207,7 @@ class SampleWeights:
         if cfg.sample_weights:
             tables["w"] = read_scores(cfg.sample_weights, ["key_id", "weight"])
         if cfg.curriculum:
-            tables["c"] = read_scores(cfg.curriculum, ["key_id", "loss"])
+            tables["c"] = read_scores(cfg.curriculum, ["key_id", "label", "loss"])
         keys = np.unique(np.concatenate([t.column("key_id").to_numpy().astype(np.uint64) for t in tables.values()]))
         weights = np.ones(len(keys), np.float32)
         rank = None
@@ -211,27 +215,67 @@ class SampleWeights:
             k = tables["w"].column("key_id").to_numpy().astype(np.uint64)
             weights[np.searchsorted(keys, k)] = tables["w"].column("weight").to_numpy()
         if "c" in tables:
-            k = tables["c"].column("key_id").to_numpy().astype(np.uint64)
-            loss = tables["c"].column("loss").to_numpy()
+            c = tables["c"]
             rank = np.full(len(keys), -1.0)  # unscored: always admitted
-            rank[np.searchsorted(keys, k)] = np.argsort(np.argsort(loss, kind="stable")) / max(len(loss), 1)
+            k = c.column("key_id").to_numpy().astype(np.uint64)
+            rank[np.searchsorted(keys, k)] = class_ranks(c.column("label").to_numpy(), c.column("loss").to_numpy())
         return cls(keys, weights, rank, cfg.curriculum_start, cfg.epochs)
 
     def admitted_fraction(self, epoch: int) -> float:
-        """The fraction of scored drawings the curriculum admits in `epoch`."""
+        """The fraction of each class's scored drawings the curriculum admits in `epoch` (0-based)."""
         if self.epochs <= 1:
             return 1.0
         return min(1.0, self.start + (1.0 - self.start) * epoch / (self.epochs - 1))
+
+    def admits(self, key_ids: np.ndarray, epoch: int) -> np.ndarray:
+        """bool [N]: which drawings (uint64 key_ids) the curriculum admits in `epoch`."""
+        keys = _as_keys(key_ids)
+        if self.rank is None or not len(self.keys):
+            return np.ones(len(keys), bool)
+        pos, found = self._find(keys)
+        # rank i / n is admitted when i < f * n: ceil(f * n) of a class; the tolerance absorbs the
+        # rounding of f (0.1 + 0.2 > 0.3) and is far below 1 / n
+        return ~found | (self.rank[pos] < self.admitted_fraction(epoch) - 1e-12)
 
     def batch(self, key_ids: Any, epoch: int):
         """float32 tensor [B] of the weights of a batch's drawings (key_ids as int64-viewed uint64)."""
         import torch
 
-        keys = np.asarray(key_ids.cpu().numpy() if hasattr(key_ids, "cpu") else key_ids).view(np.uint64)
-        pos = np.clip(np.searchsorted(self.keys, keys), 0, max(len(self.keys) - 1, 0))
-        found = self.keys[pos] == keys if len(self.keys) else np.zeros(len(keys), bool)
-        w = np.where(found, self.weights[pos] if len(self.keys) else 1.0, 1.0).astype(np.float32)
-        if self.rank is not None and len(self.keys):
-            rank = np.where(found, self.rank[pos], -1.0)
-            w = np.where(rank < self.admitted_fraction(epoch) - 1e-12, w, 0.0).astype(np.float32)
+        keys = _as_keys(key_ids.cpu().numpy() if hasattr(key_ids, "cpu") else key_ids)
+        if not len(self.keys):
+            return torch.ones(len(keys))
+        pos, found = self._find(keys)
+        w = np.where(found, self.weights[pos], 1.0)
+        w = np.where(self.admits(keys, epoch), w, 0.0).astype(np.float32)
         return torch.from_numpy(w)
+
+    def _find(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Index into `self.keys` of each key (clipped) and whether it is there."""
+        pos = np.clip(np.searchsorted(self.keys, keys), 0, len(self.keys) - 1)
+        return pos, self.keys[pos] == keys
+
+
+def class_ranks(labels: np.ndarray, loss: np.ndarray) -> np.ndarray:
+    """float64 [N] each drawing's position among its class by loss (easiest 0) over the class size."""
+    position, size = class_positions(labels, loss)
+    return position / size
+
+
+def class_positions(labels: np.ndarray, key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """int64 [N] each row's position within its label by ascending `key` (ties in row order), and
+    int64 [N] the size of its label: one sort, however many classes."""
+    labels = np.asarray(labels)
+    order = np.lexsort((np.asarray(key), labels))  # stable: by label, then key
+    sorted_labels = labels[order]
+    start = np.searchsorted(sorted_labels, sorted_labels, side="left")
+    end = np.searchsorted(sorted_labels, sorted_labels, side="right")
+    position, size = np.empty(len(order), np.int64), np.empty(len(order), np.int64)
+    position[order] = np.arange(len(order)) - start
+    size[order] = end - start
+    return position, size
+
+
+def _as_keys(key_ids: Any) -> np.ndarray:
+    """uint64 key_ids from uint64 ones or int64-viewed ones (as batches carry them)."""
+    keys = np.asarray(key_ids)
+    return keys.view(np.uint64) if keys.dtype == np.int64 else keys.astype(np.uint64, copy=False)

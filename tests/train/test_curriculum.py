@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import math
+import pickle
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
-from doodle.clean import SampleWeights, Scores, image_entropy, write_scores
+import doodle.render
+from doodle.clean import SampleWeights, Scores, class_ranks, image_entropy, write_scores
 from doodle.config import load_config
 from doodle.data.store import PrepareConfig, iter_store, prepare
+from doodle.data.synth import synth
 from doodle.errors import DoodleError
+from doodle.preprocess import InputConfig, Preprocessor
 from doodle.train.config import TrainConfig
-from doodle.train.data import EpochBatches, MixedBatches
+from doodle.train.data import EpochBatches, MixedBatches, make_loader
 from doodle.train.loop import Trainer, train
 from doodle.train.losses import make_loss
 
@@ -89,10 +95,10 @@ def test_training_uses_weights_curriculum_and_extra_stores(stores, tmp_path, mon
     def spy(self):
         inner = self.loss_fn
 
-        def loss_fn(logits, target, weight=None):
+        def loss_fn(logits, target, weight=None, *rest):
             assert weight is not None
             seen.append((self.state.epoch, float(weight.sum()), len(weight)))
-            return inner(logits, target, weight)
+            return inner(logits, target, weight, *rest)
 
         self.loss_fn = loss_fn
         original(self)
@@ -112,3 +118,112 @@ def test_training_uses_weights_curriculum_and_extra_stores(stores, tmp_path, mon
     with pytest.raises(DoodleError, match="no such scores file"):
         train(load_config(TrainConfig, None, TINY + [f"sample_weights={tmp_path / 'none.parquet'}"]), main,
               tmp_path / "run2")
+
+
+# -- the curriculum in the loader, on a synthetic store where one class is uniformly harder ---------
+
+SYNTH_CLASSES = ["circle", "square"]  # labels 0, 1
+START, EPOCHS = 0.5, 3  # admitted fractions 0.5, 0.75, 1.0
+
+
+@pytest.fixture(scope="module")
+def synth_store(tmp_path_factory) -> Path:
+    """Two synthetic classes (~33 train drawings each) in row groups of 8, so windows hold several."""
+    root = tmp_path_factory.mktemp("curriculum")
+    files = synth(root / "raw", per_class=40, classes=SYNTH_CLASSES)
+    prepare(files, root / "store", PrepareConfig(val_fraction=0.2, progress=False, workers=1, row_group_size=8))
+    return root / "store"
+
+
+@pytest.fixture(scope="module")
+def hard_squares(synth_store: Path, tmp_path_factory) -> tuple[Path, dict[int, tuple[int, float]]]:
+    """A scores file where every square (loss 10..11) is harder than every circle (loss 0..1), and
+    key_id -> (label, loss) of each scored drawing. The first train drawing is left unscored."""
+    drawings = list(iter_store(synth_store, "train"))
+    rng = np.random.default_rng(3)
+    table = {d.key_id: (SYNTH_CLASSES.index(d.word), 10.0 * SYNTH_CLASSES.index(d.word) + rng.random())
+             for d in drawings[1:]}
+    keys = np.array(list(table), np.uint64)
+    labels = np.array([v[0] for v in table.values()], np.int64)
+    loss = np.array([v[1] for v in table.values()], np.float32)
+    path = tmp_path_factory.mktemp("scores") / "scores.parquet"
+    write_scores(Scores(keys, labels, loss, np.ones(len(keys), np.float32)), np.ones(len(keys)), path)
+    return path, table
+
+
+def curriculum(path: Path, start: float = START, epochs: int = EPOCHS) -> SampleWeights:
+    cfg = SimpleNamespace(sample_weights=None, curriculum=str(path), curriculum_start=start, epochs=epochs)
+    return SampleWeights.from_config(cfg)
+
+
+def easiest(table: dict[int, tuple[int, float]], fraction: float) -> set[int]:
+    """The ceil(fraction * n) lowest-loss drawings of each class of n scored drawings."""
+    out: set[int] = set()
+    for label in range(len(SYNTH_CLASSES)):
+        ranked = sorted((loss, key) for key, (c, loss) in table.items() if c == label)
+        out |= {key for _, key in ranked[:math.ceil(fraction * len(ranked))]}
+    return out
+
+
+def loader_keys(ds) -> list[int]:
+    return [int(k) for batch in make_loader(ds, workers=0, pin_memory=False) for k in
+            batch["key_id"].numpy().view(np.uint64)]
+
+
+def test_class_ranks_by_hand():
+    labels = np.array([1, 0, 1, 1, 0])
+    loss = np.array([3.0, 1.0, 1.0, 2.0, 0.0])
+    assert class_ranks(labels, loss).tolist() == [2 / 3, 1 / 2, 0.0, 1 / 3, 0.0]
+
+
+def test_curriculum_admits_the_easiest_fraction_of_each_class(hard_squares):
+    path, table = hard_squares
+    sw = curriculum(path)
+    assert [sw.admitted_fraction(e) for e in range(EPOCHS)] == [0.5, 0.75, 1.0]
+    assert curriculum(path, epochs=1).admitted_fraction(0) == 1.0  # one epoch: everything
+    keys = np.array(list(table), np.uint64)
+    sizes = np.bincount([c for c, _ in table.values()])
+    for epoch, fraction in enumerate([0.5, 0.75, 1.0]):
+        admitted = set(keys[sw.admits(keys, epoch)].tolist())
+        assert admitted == easiest(table, fraction)
+        per_class = np.bincount([table[k][0] for k in admitted], minlength=2)
+        assert per_class.tolist() == [math.ceil(fraction * n) for n in sizes]  # the hard class too
+    assert sw.admits(np.array([12345], np.uint64), 0).tolist() == [True]  # unscored: always admitted
+
+
+def test_loader_reads_only_admitted_drawings(synth_store, hard_squares, monkeypatch):
+    path, table = hard_squares
+    sw = curriculum(path)
+    unscored = {d.key_id for d in iter_store(synth_store, "train")} - set(table)
+    rendered: list[int] = []
+    real_render = doodle.render.render
+
+    def spy(drawings, *args, **kwargs):
+        rendered.extend(d.key_id for d in drawings)
+        return real_render(drawings, *args, **kwargs)
+
+    monkeypatch.setattr(doodle.render, "render", spy)
+    prep = Preprocessor(InputConfig(size=32), "image")
+    for epoch, fraction in enumerate([0.5, 0.75, 1.0]):
+        rendered.clear()
+        ds = EpochBatches(synth_store, "train", prep, 5, seed=2, epoch=epoch, drop_last=False, curriculum=sw)
+        expected = easiest(table, fraction) | unscored
+        assert ds.rows == len(expected) and len(ds) == math.ceil(len(expected) / 5)
+        keys = loader_keys(ds)
+        assert sorted(keys) == sorted(expected)  # each admitted drawing once, no other
+        assert sorted(rendered) == sorted(expected)  # nothing else was rendered
+        copy = pickle.loads(pickle.dumps(ds))  # what a worker process receives
+        assert copy.curriculum is None and loader_keys(copy) == keys
+        with pytest.raises(RuntimeError, match="curriculum mask"):
+            copy.set_epoch(epoch + 1)
+
+
+def test_curriculum_with_balanced_blocks_and_no_curriculum(synth_store, hard_squares):
+    path, table = hard_squares
+    train = {d.key_id for d in iter_store(synth_store, "train")}
+    assert sorted(loader_keys(EpochBatches(synth_store, "train", None, 7, drop_last=False))) == sorted(train)
+    ds = EpochBatches(synth_store, "train", None, 7, epoch=0, drop_last=False, balanced_block=10,
+                      curriculum=curriculum(path))
+    plain = EpochBatches(synth_store, "train", None, 7, epoch=0, drop_last=False, balanced_block=10)
+    kept = set(loader_keys(plain))
+    assert set(loader_keys(ds)) == kept & (easiest(table, 0.5) | (train - set(table)))

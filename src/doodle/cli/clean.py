@@ -19,7 +19,8 @@ Every labelled drawing of the split gets its loss under the model (-log p(label)
 (bits) of its 32-px grey image's histogram. --out receives key_id, label, loss, entropy and weight:
 0 for the --drop fraction with the highest loss in each class and for entropy below
 --min-entropy, else 1. --store-out also writes a copy of the store without those drawings. For a
-curriculum, training ranks drawings by loss and admits more of the hardest each epoch.
+curriculum, training ranks each class's drawings by loss and admits the easiest fraction of every
+class (curriculum_start in the first epoch, all of them by the last), so a hard class is not left out.
 """
 
 
@@ -48,6 +49,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.out.suffix.lower() != ".parquet":
         raise DoodleError(f"--out {args.out}: expected a .parquet file")
+    if args.store_out is not None and args.store_out.exists():  # before scoring, which can take hours
+        raise DoodleError(f"--store-out {args.store_out} already exists")
     scores = score_store(args.run, args.data, args.split, checkpoint=args.checkpoint, batch_size=args.batch_size,
                          progress=not args.quiet)
     weights = weights_from_scores(scores, args.drop, args.min_entropy)

@@ -22,6 +22,11 @@ consecutive batches cost one read per window: memory is about one window per wor
 worker reads every row group at most once per epoch (DataLoader hands batches to workers round
 robin, so every worker decodes every window once; decoding is cheap next to rendering).
 
+Curriculum epochs (`curriculum`, e.g. `doodle.clean.SampleWeights`): the parent also keeps only
+the rows whose key_id the curriculum admits in this epoch; workers receive that decision as a
+packed bit mask over the split's rows in store order (N / 8 bytes), not the curriculum itself, so
+rows not admitted are never decoded into drawings, preprocessed or rendered.
+
 Balanced epochs: each class of n rows is split into K = ceil(n / balanced_block) blocks by
 `splitmix64(key_id) % K`, and each epoch keeps one block per class, drawn per (seed, epoch). A block
 holds n / K <= balanced_block rows on average (binomial spread, std < sqrt(balanced_block));
@@ -35,6 +40,7 @@ import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -62,6 +68,14 @@ _COLUMN_CACHE: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
 _COLUMN_CACHE_SIZE = 2  # train and val of one store
 
 
+class Curriculum(Protocol):
+    """Which drawings an epoch admits (`doodle.clean.SampleWeights` is one)."""
+
+    def admits(self, key_ids: np.ndarray, epoch: int) -> np.ndarray:
+        """bool [N]: whether each drawing (uint64 key_id) is admitted in `epoch`."""
+        ...
+
+
 @dataclass(frozen=True)
 class _Selection:
     """Which rows of a split an epoch keeps: a pure per-row rule, applied alike by parent and workers."""
@@ -87,13 +101,14 @@ class EpochBatches:
     """The batches of one epoch of one split of a store (see the module docstring for the plan).
 
     `ds[i]` is a dict of numpy arrays: the Preprocessor outputs (none when `preprocess` is None),
-    "label" int64 [B] and "key_id" int64 [B] (the uint64 key_id viewed as int64).
+    "label" int64 [B] and "key_id" int64 [B] (the uint64 key_id viewed as int64). With a
+    `curriculum`, only the rows it admits in `epoch` are in the plan.
     """
 
     def __init__(self, store: str | os.PathLike, split: str = "train", preprocess=None, batch_size: int = 256,
                  seed: int = 0, epoch: int = 0, augment=None, balanced_block: int | None = None, rank: int = 0,
                  world_size: int = 1, shuffle: bool = True, drop_last: bool = True, limit: int | None = None,
-                 window: int = 4):
+                 window: int = 4, curriculum: Curriculum | None = None):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if world_size < 1 or not 0 <= rank < world_size:
@@ -115,6 +130,8 @@ class EpochBatches:
         self.shuffle, self.drop_last = shuffle, drop_last
         self.limit = limit
         self.window = window
+        self.curriculum = curriculum
+        self._row_mask: np.ndarray | None = None  # packed bits: rows kept this epoch (with a curriculum)
         manifest = load_manifest(self.store)
         self.classes: list[str] = list(manifest["classes"])
         self.files = [str(p) for p in store_files(self.store, split)]
@@ -132,6 +149,8 @@ class EpochBatches:
                                 or rg.num_rows == 0)
         self.groups = np.array(groups, np.int64).reshape(-1, 2)
         self.group_rows = np.array(rows, np.int64)
+        self.group_starts = np.concatenate([[0], np.cumsum(self.group_rows)]).astype(np.int64)
+        """Start of each row group's rows in the split's store order."""
         self._all_labelled = all(labelled)
         self._labels: np.ndarray | None = None
         self._keys: np.ndarray | None = None
@@ -145,6 +164,9 @@ class EpochBatches:
 
     def set_epoch(self, epoch: int) -> None:
         """Re-plan for another epoch (reuses the label/key_id columns already read)."""
+        if self.curriculum is None and self._row_mask is not None:
+            raise RuntimeError("this copy holds one epoch's curriculum mask, not the curriculum: re-plan the "
+                               "original EpochBatches")
         self.epoch = epoch
         labelled_only = self.split in _LABELLED_SPLITS
         blocks = chosen = None
@@ -156,16 +178,14 @@ class EpochBatches:
             chosen = (rng.random(len(blocks)) * blocks).astype(np.int64)
         self._selection = _Selection(labelled_only, blocks, chosen, _BLOCK_SALT + self.seed)
         # Rows kept per row group (store order).
-        if blocks is None and (self._all_labelled or not labelled_only):
+        if blocks is None and self.curriculum is None and (self._all_labelled or not labelled_only):
             kept = self.group_rows.copy()
         else:
-            labels, keys = self._columns()
-            keep = np.empty(len(labels), bool)
-            for lo in range(0, len(labels), _CHUNK):  # bounded temporaries at 50 M rows
-                keep[lo:lo + _CHUNK] = self._selection.keep(labels[lo:lo + _CHUNK], keys[lo:lo + _CHUNK])
-            ends = np.cumsum(self.group_rows)
+            keep = self._keep_rows(epoch)
+            if self.curriculum is not None:
+                self._row_mask = np.packbits(keep)
             csum = np.concatenate([[0], np.cumsum(keep, dtype=np.int64)])
-            kept = csum[ends] - csum[ends - self.group_rows]
+            kept = csum[self.group_starts[1:]] - csum[self.group_starts[:-1]]
         n_groups = len(self.group_rows)
         if self.shuffle:
             order = np.random.default_rng([self.seed, epoch, _PLAN_SALT]).permutation(n_groups)
@@ -184,6 +204,17 @@ class EpochBatches:
         """Batches of all ranks together (full ones only with `drop_last`)."""
         self._len = self.global_batches // R if self.drop_last else math.ceil(self.global_batches / R)
         self._cached = None
+
+    def _keep_rows(self, epoch: int) -> np.ndarray:
+        """bool [rows of the split]: the rows this epoch keeps, in store order."""
+        labels, keys = self._columns()
+        keep = np.empty(len(labels), bool)
+        for lo in range(0, len(labels), _CHUNK):  # bounded temporaries at 50 M rows
+            part = slice(lo, lo + _CHUNK)
+            keep[part] = self._selection.keep(labels[part], keys[part])
+            if self.curriculum is not None:
+                keep[part] &= np.asarray(self.curriculum.admits(keys[part], epoch), bool)
+        return keep
 
     def _columns(self) -> tuple[np.ndarray, np.ndarray]:
         """label (int32) and key_id (uint64) of every row of the split, in store order (cached)."""
@@ -253,8 +284,11 @@ class EpochBatches:
         self._cached = None  # free the old window before reading the next
         tables = [self._read_row_group(int(f), int(g)) for f, g in self.groups[self.windows[w]]]
         table = pa.concat_tables(tables, promote_options="permissive") if tables else self._empty_table()
-        keep = self._selection.keep(table.column("label").to_numpy(),
-                                    table.column("key_id").to_numpy().astype(np.uint64, copy=False))
+        if self._row_mask is not None:
+            keep = self._masked_rows(w, table.num_rows)
+        else:
+            keep = self._selection.keep(table.column("label").to_numpy(),
+                                        table.column("key_id").to_numpy().astype(np.uint64, copy=False))
         order = np.flatnonzero(keep)
         expected = int(self.window_offsets[w + 1] - self.window_offsets[w])
         if len(order) != expected:
@@ -264,6 +298,14 @@ class EpochBatches:
             order = order[np.random.default_rng([self.seed, self.epoch, _WINDOW_SALT, w]).permutation(len(order))]
         self._cached = (w, table, order)
         return table, order
+
+    def _masked_rows(self, w: int, n_rows: int) -> np.ndarray:
+        """bool [n_rows]: the planned mask of window w's rows (its row groups in plan order)."""
+        groups = self.windows[w]
+        if int(self.group_rows[groups].sum()) != n_rows:
+            raise DoodleError(f"{self.store} changed while in use: window {w} has {n_rows} rows")
+        parts = [_bits(self._row_mask, int(self.group_starts[g]), int(self.group_starts[g + 1])) for g in groups]
+        return np.concatenate(parts) if parts else np.zeros(0, bool)
 
     def _read_row_group(self, file_index: int, group: int) -> pa.Table:
         self.row_group_reads[(file_index, group)] += 1
@@ -283,8 +325,11 @@ class EpochBatches:
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        # Workers need only the plan: not the split's columns, open files or the cached window.
+        # Workers need only the plan: not the split's columns, open files or the cached window, nor
+        # the curriculum (per scored drawing) when this epoch's row mask (a bit per row) says it all.
         state.update(_labels=None, _keys=None, _open={}, _cached=None, row_group_reads=Counter())
+        if self._row_mask is not None:
+            state["curriculum"] = None
         return state
 
     def __repr__(self) -> str:
@@ -317,6 +362,13 @@ class MixedBatches:
 
     def __getitem__(self, i: int) -> dict[str, np.ndarray]:
         return self.sources[int(self._owner[i])][int(self._local[i])]
+
+
+def _bits(packed: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """bool [hi - lo]: bits lo..hi-1 of a `np.packbits` array, unpacking only the bytes they span."""
+    first = lo // 8
+    bits = np.unpackbits(packed[first:(hi + 7) // 8])
+    return bits[lo - 8 * first:hi - 8 * first].astype(bool)
 
 
 def _worker_init(_: int) -> None:
