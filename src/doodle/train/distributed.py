@@ -89,3 +89,19 @@ def weights_in_sync(env: Env, model: torch.nn.Module) -> bool:
     dist.all_reduce(low, op=dist.ReduceOp.MIN)
     dist.all_reduce(high, op=dist.ReduceOp.MAX)
     return bool(torch.equal(low, high))
+
+
+def weight_share(env: Env, weight: torch.Tensor) -> torch.Tensor:
+    """The denominator of this process's weighted loss sum(weight * loss) / share.
+
+    DDP averages the gradients of the processes, so dividing each process's weighted sum by
+    (weight sum over all processes) / world_size makes that average the gradient of the weighted
+    mean over every process's batch; a per-process weighted mean would instead weigh each
+    process's batch equally, however much weight it holds. One process: weight.sum().
+    """
+    total = weight.detach().sum()
+    if not env.distributed:
+        return total
+    total = total.clone()
+    dist.all_reduce(total)
+    return total / env.world_size

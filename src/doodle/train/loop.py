@@ -27,7 +27,7 @@ from doodle.models import create_model
 from doodle.preprocess import Preprocessor
 from doodle.train.config import TrainConfig
 from doodle.train.distributed import Env, barrier, setup, teardown, weights_in_sync
-from doodle.train.losses import make_loss
+from doodle.train.losses import make_loss, micro_batch_loss
 from doodle.train.optim import Schedule, build_optimizer
 
 log = logging.getLogger(__name__)
@@ -82,6 +82,7 @@ class Trainer:
         self.current_input = cfg.input
         self.loss_fn = make_loss(cfg.loss)
         self._epoch_batches = 0  # batches in the epoch being trained (for the epoch of mid-epoch evaluations)
+        self._epoch_lengths: list[int] = []  # batches of every epoch of the run (for the steps left)
         self.sample_weights = None
         if cfg.sample_weights or cfg.curriculum:
             from doodle.clean import SampleWeights
@@ -124,10 +125,15 @@ class Trainer:
             raise DoodleError(f"init_from {path}: its classes differ from the store's")
         self.model.load_state_dict(data["model"])
 
+    def _runs_out_of_memory(self) -> bool:
+        """Whether the device fails when a batch is too big: CUDA does; a CPU swaps instead."""
+        return self.env.device.type == "cuda"
+
     def _find_batch(self) -> None:
-        """Set data.batch_size to the largest batch one forward and backward pass fits (CUDA only:
-        a CPU swaps instead of failing, so there is nothing to find)."""
-        if self.env.device.type != "cuda":
+        """Set data.batch_size to 90 % of the largest batch one forward and backward pass fits
+        (`find_batch_size`), so that the config the run saves holds it (CUDA only: a CPU swaps
+        instead of failing, so there is nothing to find)."""
+        if not self._runs_out_of_memory():
             log.warning("find_batch needs a CUDA device; keeping data.batch_size=%d", self.cfg.data.batch_size)
             return
         from doodle.train.batch_finder import find_batch_size, make_try_batch
@@ -202,7 +208,8 @@ class Trainer:
             main = EpochBatches(self.data, "train", self._preprocessor(epoch), batch, cfg.seed, epoch,
                                 augment=cfg.augment, balanced_block=cfg.data.balanced_block or None,
                                 rank=self.env.rank, world_size=self.env.world_size, shuffle=True, drop_last=True,
-                                limit=cfg.data.limit_train or None)
+                                limit=cfg.data.limit_train or None,
+                                curriculum=self.sample_weights if cfg.curriculum else None)
             if not cfg.extra_train:
                 return main
             from doodle.train.data import MixedBatches
@@ -226,15 +233,28 @@ class Trainer:
             return iter(make_loader(dataset, workers=self.cfg.data.workers, start=start))
 
     def _total_steps(self) -> int:
+        """Optimizer steps of the whole run at the configured accumulation (the schedule's length)."""
+        self._epoch_lengths = [len(self._batches(epoch)) for epoch in range(self.cfg.epochs)]
         total = 0
-        for epoch in range(self.cfg.epochs):
-            steps = len(self._batches(epoch)) // max(1, self.cfg.accumulate)
+        for epoch, length in enumerate(self._epoch_lengths):
+            steps = length // max(1, self.cfg.accumulate)
             if steps == 0:  # a batch (x accumulation) larger than the data: nothing would train
                 raise DoodleError(f"epoch {epoch}: no full batch of {self.cfg.data.batch_size} drawings "
                                   f"(x accumulate {self.cfg.accumulate}) in this process's share of {self.data}'s "
                                   "training split; lower data.batch_size or accumulate")
             total += steps
         return min(total, self.cfg.max_steps) if self.cfg.max_steps else total
+
+    def _steps_left(self, accumulate: int) -> int:
+        """Optimizer steps from now to the end of the run at `accumulate` micro-batches per step
+        (each epoch drops its last incomplete accumulation)."""
+        st = self.state
+        left = sum(length // accumulate for length in self._epoch_lengths[st.epoch + 1:])
+        if st.epoch < len(self._epoch_lengths):
+            left += (self._epoch_lengths[st.epoch] - st.batch) // accumulate
+        if self.cfg.max_steps:
+            left = min(left, max(0, self.cfg.max_steps - st.step))
+        return left
 
     def _to_device(self, batch: dict) -> dict:
         dev = self.env.device
@@ -285,7 +305,8 @@ class Trainer:
                       if self.sample_weights else None)  # per-drawing loss weights (clean, curriculum)
             with self.ddp.no_sync() if self.env.distributed and not final_micro else nullcontext():
                 with self._autocast():
-                    loss = self.loss_fn(self.ddp(self._to_device(batch)), labels, weight) / st.accumulate
+                    logits = self.ddp(self._to_device(batch))
+                    loss = micro_batch_loss(self.loss_fn, self.env, logits, labels, weight, st.accumulate)
                 self.scaler.scale(loss).backward()
             loss_sum += float(loss.detach()) * st.accumulate
             seen += len(labels)
@@ -373,9 +394,24 @@ class Trainer:
         else:
             st.stale_evals += 1
             if self.cfg.grow_on_plateau and st.stale_evals >= self.cfg.schedule.plateau_patience:
-                st.accumulate *= 2
                 st.stale_evals = 0
-                self.logger.info(f"validation MAP@3 plateaued: effective batch doubled (accumulate {st.accumulate})")
+                self._grow_batch()
+
+    def _grow_batch(self) -> None:
+        """Double the accumulation (the effective batch). Fewer optimizer steps are then left, so
+        the schedule is spread over them and still ends at the run's last step; an accumulation
+        that would leave no full step is not taken."""
+        st = self.state
+        left = self._steps_left(2 * st.accumulate)
+        if left == 0:
+            if self._steps_left(st.accumulate):
+                self.logger.info(f"validation MAP@3 plateaued: accumulate {st.accumulate} kept, twice as many "
+                                 "micro-batches per step would leave no full optimizer step")
+            return
+        st.accumulate *= 2
+        self.schedule.resize(st.step, left)
+        self.logger.info(f"validation MAP@3 plateaued: effective batch doubled (accumulate {st.accumulate}, "
+                         f"{left} optimizer steps left)")
 
     # -- checkpoints ----------------------------------------------------------------------------
     def _checkpoint_dict(self, model_state: dict, metrics: dict | None, train_state: dict | None) -> dict:
