@@ -78,8 +78,9 @@ WORDLESS_FORMATS = frozenset({"binary", "npz", "bitmap-npy", "bitmap-bin"})
 # number of buckets (the map stage measures the real sizes); a generous guess is harmless.
 _EXPANSION = {"binary": 10.0, "npz": 10.0, "bitmap-npy": 1.2, "bitmap-bin": 1.2}
 _DEFAULT_EXPANSION = 2.0
-_WORKING_COPIES = 3
-"""A bucket is in memory up to this many times at once in the reduce stage (read, deduplicated, split)."""
+_WORKING_COPIES = 4
+"""A bucket costs up to this many times its Arrow size in a worker in the reduce stage (read,
+deduplicated, labelled, shuffled, split: three copies at once, plus what the allocator keeps)."""
 _SEGMENT_COPIES = 8
 """A map segment costs up to this many times its Arrow size in a worker's resident memory: the
 buffered drawings as Python objects, their flattened arrays, the Arrow table and its copy sorted by
@@ -560,6 +561,8 @@ class _SegmentWriter:
             batches = part.to_batches()
             self.writer.write_batch(batches[0] if batches else _empty_batch(self.schema))
         self.segments += 1
+        del table, part, batches
+        _release_memory()
 
     def close(self) -> None:
         self.writer.close()
@@ -667,7 +670,16 @@ def _reduce_pass(args) -> tuple[int, dict[str, int], dict[str, Counter]]:
     rng = np.random.default_rng([cfg.seed, bucket] if k == 1 else [cfg.seed, bucket, j])
     table = table.take(pa.array(rng.permutation(table.num_rows)))
     name = f"part-{bucket:05d}.parquet" if k == 1 else f"part-{bucket:05d}-{j:03d}.parquet"
-    return (dups, *_write_splits(table, Path(work), name, cfg.row_group_size))
+    written = _write_splits(table, Path(work), name, cfg.row_group_size)
+    del table
+    _release_memory()
+    return (dups, *written)
+
+
+def _release_memory() -> None:
+    # Arrow's allocator keeps freed blocks for reuse; over hundreds of segments and passes of
+    # different sizes a worker's resident memory would creep up past its share of the budget.
+    pa.default_memory_pool().release_unused()
 
 
 def _write_splits(table: pa.Table, work: Path, name: str, row_group_size: int) -> tuple[dict, dict]:
