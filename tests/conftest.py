@@ -7,9 +7,12 @@ Set DOODLE_SHARED to point at a shared/ folder elsewhere.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import orjson
 import pytest
@@ -27,6 +30,15 @@ def quickdraw() -> Path:
     if not QUICKDRAW.is_dir():
         pytest.skip(f"real Quick, Draw! data not found at {QUICKDRAW} (set DOODLE_SHARED): test skipped")
     return QUICKDRAW
+
+
+def load_benchmark(name: str) -> ModuleType:
+    """benchmarks/NAME.py imported as the module NAME (the benchmarks are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def load_ndjson(path: Path, limit: int | None = None) -> list[Drawing]:

@@ -8,13 +8,12 @@ tests guard the parts that decide whether a rehearsal passes.
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 
 import orjson
 import pytest
-from conftest import REPO
+from conftest import load_benchmark
 
 CLASSES = ["The Eiffel Tower", "airplane", "cat", "paint can", "zigzag"]
 KEYS = [9000003627287624, 9000010688666847, 9000012000000000, 9000019999999999]
@@ -22,12 +21,7 @@ KEYS = [9000003627287624, 9000010688666847, 9000012000000000, 9000019999999999]
 
 @pytest.fixture(scope="module")
 def rehearsal():
-    path = REPO / "benchmarks" / "kaggle_rehearsal.py"
-    spec = importlib.util.spec_from_file_location("kaggle_rehearsal", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["kaggle_rehearsal"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("kaggle_rehearsal")
 
 
 def submission(tmp_path: Path, rows: list[str], header: str = "key_id,word") -> Path:

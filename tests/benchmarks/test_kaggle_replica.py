@@ -8,16 +8,14 @@ needs nothing from ../shared.
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import orjson
 import pandas as pd
 import pytest
-from conftest import REPO
+from conftest import load_benchmark
 
 import doodle
 from doodle.data.drawing import drawing_from_record
@@ -50,12 +48,7 @@ AIRPLANE_ROW = (
 
 @pytest.fixture(scope="module")
 def replica():
-    path = REPO / "benchmarks" / "kaggle_replica.py"
-    spec = importlib.util.spec_from_file_location("kaggle_replica", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["kaggle_replica"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("kaggle_replica")
 
 
 # -- a fake quickdraw folder ----------------------------------------------------------------------

@@ -3,22 +3,14 @@ is measured on, on tiny synthetic predictions (the benchmark itself needs traine
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-
 import numpy as np
 import pytest
-from conftest import REPO
+from conftest import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def bench():
-    path = REPO / "benchmarks" / "last_mile_bench.py"
-    spec = importlib.util.spec_from_file_location("last_mile_bench", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["last_mile_bench"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("last_mile_bench")
 
 
 # 5 classes: class 0 has 3 drawings, 1 has 2, 2 has 1, 3 has 3, 4 has none; one row is unlabelled

@@ -4,13 +4,11 @@ happens to the live presets under configs/."""
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
-import sys
 
 import pytest
 import yaml
-from conftest import REPO
+from conftest import REPO, load_benchmark
 
 from doodle.config import load_config, to_dict
 from doodle.train.config import TrainConfig
@@ -21,12 +19,7 @@ CPU_Q15 = RECIPES / "cpu-q15.txt"
 
 @pytest.fixture(scope="module")
 def search():
-    path = REPO / "benchmarks" / "recipe_search.py"
-    spec = importlib.util.spec_from_file_location("recipe_search", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["recipe_search"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("recipe_search")
 
 
 def test_cpu_q15_depends_on_pinned_configs_only(search):

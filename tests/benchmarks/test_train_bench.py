@@ -3,21 +3,13 @@ for the cores present, not for the preset's worker count) and one tiny run end t
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-
 import pytest
-from conftest import REPO
+from conftest import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def bench():
-    path = REPO / "benchmarks" / "train_bench.py"
-    spec = importlib.util.spec_from_file_location("train_bench", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["train_bench"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("train_bench")
 
 
 def test_figures_on_a_cpu_count_only_the_cores_present(bench):

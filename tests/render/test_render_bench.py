@@ -6,24 +6,16 @@ guard its behaviour, so that a change elsewhere cannot silently break the yardst
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-
 import numpy as np
 import pytest
-from conftest import REPO, load_ndjson
+from conftest import load_benchmark, load_ndjson
 
 from doodle.data.drawing import Drawing, PackedDrawings
 
 
 @pytest.fixture(scope="module")
 def bench():
-    path = REPO / "benchmarks" / "render_bench.py"
-    spec = importlib.util.spec_from_file_location("render_bench", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["render_bench"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("render_bench")
 
 
 def _square() -> Drawing:
