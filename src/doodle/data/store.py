@@ -677,8 +677,8 @@ def _reduce_pass(args) -> tuple[int, dict[str, int], dict[str, Counter]]:
 
 
 def _release_memory() -> None:
-    # Arrow's allocator keeps freed blocks for reuse; over hundreds of segments and passes of
-    # different sizes a worker's resident memory would creep up past its share of the budget.
+    # Arrow's allocator keeps freed blocks for reuse: handing them back after each segment and pass
+    # keeps a worker's resident memory at what it holds now, which is what the budget counts.
     pa.default_memory_pool().release_unused()
 
 
