@@ -120,7 +120,8 @@ def test_checkpoint_choice(quickdraw, fake_run, tmp_path):
     predict(run, [src], tmp_path / "a.csv", checkpoint="last", progress=False)
     predict(run / "best.pt", src, tmp_path / "b.csv", progress=False)
     predict(run, [src], tmp_path / "c.csv", checkpoint="ema", progress=False)
-    assert loaded == [(run / "last.pt", "model"), (run / "best.pt", "model"), (run / "best.pt", "ema")]
+    # "ema": the EMA weights at the end of training, kept in the resumable checkpoint
+    assert loaded == [(run / "last.pt", "model"), (run / "best.pt", "model"), (run / "last.pt", "ema")]
     assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
     with pytest.raises(DoodleError, match="averaged"):
         predict(run, [src], tmp_path / "d.csv", checkpoint="averaged", progress=False)

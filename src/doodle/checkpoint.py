@@ -6,7 +6,9 @@ A checkpoint file (torch.save of plain data, loadable with `weights_only=True`) 
 * "model_config", "input_config", "input_kind", "classes" (in label order): enough to rebuild the
   model and the exact preprocessing (`load_checkpoint` does);
 * "config": the whole resolved training config;
-* "model" (and "ema" when used): the weights;
+* "model": the weights, and "weights": what they are ("raw", the trained weights, or "ema", the
+  exponential moving average of them; best.pt holds the validated ones, the EMA when it is on);
+* "ema": the EMA weights beside the raw ones (last.pt and snapshots of a run with ema_decay > 0);
 * "train_state" (resumable checkpoints only): optimizer, scheduler, scaler, counters, RNG states.
 
 Files are written atomically (temporary file, fsync, rename), so a run killed at any moment
@@ -24,10 +26,10 @@ from typing import Any
 import torch
 
 from doodle.errors import DoodleError
+from doodle.runs.run import resolve_checkpoint
 from doodle.version import code_version
 
 FORMAT = "doodle-checkpoint/1"
-RUN_FILES = {"best": "best.pt", "last": "last.pt", "averaged": "averaged.pt", "ema": "best.pt"}
 
 
 def atomic_save(obj: Any, path: str | Path) -> None:
@@ -44,8 +46,8 @@ def atomic_save(obj: Any, path: str | Path) -> None:
 
 def make_checkpoint(*, model_config: dict, input_config: dict, input_kind: str, classes: list[str], config: dict,
                     model_state: dict, ema_state: dict | None = None, train_state: dict | None = None,
-                    metrics: dict | None = None) -> dict:
-    """The checkpoint dict (plain data and tensors only)."""
+                    metrics: dict | None = None, weights: str = "raw") -> dict:
+    """The checkpoint dict (plain data and tensors only); `weights` says what `model_state` is."""
     return {
         "format": FORMAT,
         "code_version": code_version(),
@@ -55,24 +57,11 @@ def make_checkpoint(*, model_config: dict, input_config: dict, input_kind: str, 
         "classes": list(classes),
         "config": config,
         "model": model_state,
+        "weights": weights,
         "ema": ema_state,
         "train_state": train_state,
         "metrics": metrics or {},
     }
-
-
-def resolve_checkpoint(run_or_path: str | Path, which: str = "best") -> Path:
-    """A checkpoint file: `run_or_path` itself, or RUN/best.pt | last.pt | averaged.pt by `which`."""
-    path = Path(run_or_path)
-    if path.is_file():
-        return path
-    if not path.is_dir():
-        raise DoodleError(f"{path} is neither a checkpoint file nor a run folder")
-    candidate = Path(which) if Path(which).is_file() else path / RUN_FILES.get(which, which)
-    if not candidate.is_file():
-        present = ", ".join(sorted(p.name for p in path.glob("*.pt"))) or "none"
-        raise DoodleError(f"no checkpoint {candidate.name!r} in {path} (checkpoints there: {present})")
-    return candidate
 
 
 def read_checkpoint(path: str | Path) -> dict:
@@ -97,16 +86,29 @@ def build_from_checkpoint(data: dict, weights: str = "model"):
     input_config = from_dict(InputConfig, data["input_config"])
     model_config.pretrained_path = None  # the weights come from the checkpoint
     model = create_model(model_config, input_config, len(data["classes"]))
-    state = data["ema"] if weights == "ema" and data.get("ema") else data["model"]
+    state = pick_weights(data, weights)
     model.load_state_dict(state)
     model.eval()
     return model, Preprocessor(input_config, data["input_kind"]), list(data["classes"])
 
 
+def pick_weights(data: dict, weights: str = "model") -> dict:
+    """The state dict `weights` asks for: "model" (what the checkpoint holds as its model) or "ema"
+    (its EMA weights; an error naming the file's contents when it has none)."""
+    if weights != "ema":
+        return data["model"]
+    if data.get("ema"):
+        return data["ema"]
+    if data.get("weights") == "ema":  # best.pt and averaged.pt of an EMA run hold EMA weights as the model
+        return data["model"]
+    raise DoodleError("this checkpoint has no EMA weights (the run was trained with ema_decay=0): "
+                      "use --checkpoint best, last or averaged")
+
+
 def load_checkpoint(path: str | Path, weights: str = "model"):
     """(model, preprocessor, classes, meta) from a checkpoint file or run folder (best.pt).
 
-    `weights="ema"` takes the EMA weights when the checkpoint has them. `meta` is the rest of the
+    `weights="ema"` takes the EMA weights (an error when it has none). `meta` is the rest of the
     checkpoint (config, metrics, code version).
     """
     data = read_checkpoint(resolve_checkpoint(path))

@@ -493,34 +493,38 @@ def prepare_output(out: PathLike) -> Path:
 def snapshot_files(run: PathLike, last: int) -> list[Path]:
     """The last `last` weight snapshots of a run (RUN/checkpoints/step-*.pt, by step), oldest first."""
     from doodle.errors import DoodleError
+    from doodle.runs import Run
 
-    folder = Path(run) / "checkpoints"
-    files = sorted(folder.glob("step-*.pt"))
+    files = Run(Path(run)).snapshots()
     if last < 1:
         raise DoodleError(f"average the last K snapshots: K must be at least 1, got {last}")
     if len(files) < last:
-        raise DoodleError(f"{run} has {len(files)} snapshot(s) in {folder}, fewer than the {last} asked for")
+        raise DoodleError(f"{run} has {len(files)} snapshot(s) in {Run(Path(run)).snapshot_dir}, fewer than the "
+                          f"{last} asked for")
     return files[-last:]
 
 
-def average_spec(run_or_checkpoint: PathLike, checkpoint: str) -> list[Path] | None:
-    """The files to average when `checkpoint` is "last:K" (the run's last K snapshots), else None."""
-    if checkpoint.startswith("last:"):
-        from doodle.errors import DoodleError
+def average_spec(run_or_checkpoint: PathLike, checkpoint: str) -> tuple[list[Path], str] | None:
+    """(files, weights) to average when `checkpoint` is "last:K" (the raw weights of the run's last K
+    snapshots) or "ema:K" (their EMA weights), else None."""
+    kind, sep, count = checkpoint.partition(":")
+    if not sep or kind not in ("last", "ema"):
+        return None
+    from doodle.errors import DoodleError
 
-        try:
-            k = int(checkpoint.split(":", 1)[1])
-        except ValueError:
-            raise DoodleError(f"--checkpoint {checkpoint}: expected last:K with K a number") from None
-        return snapshot_files(run_or_checkpoint, k)
-    return None
+    try:
+        k = int(count)
+    except ValueError:
+        raise DoodleError(f"--checkpoint {checkpoint}: expected {kind}:K with K a number") from None
+    return snapshot_files(run_or_checkpoint, k), "ema" if kind == "ema" else "model"
 
 
 def load_averaged(paths: Sequence[PathLike], weights: str = "model") -> tuple[Any, Any, list[str], dict]:
     """(model, preprocessor, classes, meta) with the element-wise mean of the weights of several
-    checkpoints of one model (`doodle.checkpoint.average_state_dicts`). They must share the model,
-    its input and the classes. BatchNorm statistics are averaged too (no recalibration pass)."""
-    from doodle.checkpoint import average_state_dicts, build_from_checkpoint, read_checkpoint
+    checkpoints of one model (`doodle.checkpoint.average_state_dicts`): their models, or with
+    `weights="ema"` their EMA weights (an error for a checkpoint without them). They must share the
+    model, its input and the classes. BatchNorm statistics are averaged too (no recalibration pass)."""
+    from doodle.checkpoint import average_state_dicts, build_from_checkpoint, pick_weights, read_checkpoint
     from doodle.errors import DoodleError
 
     if not paths:
@@ -531,24 +535,32 @@ def load_averaged(paths: Sequence[PathLike], weights: str = "model") -> tuple[An
         for key in ("model_config", "input_config", "input_kind", "classes"):
             if data[key] != first[key]:
                 raise DoodleError(f"cannot average {path} with {paths[0]}: their {key.replace('_', ' ')} differ")
-    pick = "ema" if weights == "ema" else "model"
-    states = [d[pick] if d.get(pick) else d["model"] for d in datas]
+    states = []
+    for path, data in zip(paths, datas, strict=True):
+        try:
+            states.append(pick_weights(data, weights))
+        except DoodleError as err:
+            raise DoodleError(f"{path}: {err}") from None
     merged = {**first, "model": average_state_dicts(states), "ema": None}
     model, preprocessor, classes = build_from_checkpoint(merged)
     meta = {k: v for k, v in first.items() if k not in ("model", "ema", "train_state")}
     meta["averaged"] = [str(p) for p in paths]
+    meta["weights"] = "ema" if weights == "ema" else first.get("weights", "raw")
     return model, preprocessor, classes, meta
 
 
 def load_predictor(run_or_checkpoint: PathLike, checkpoint: str = "best", average: Sequence[PathLike] = ()
                    ) -> tuple[Any, Any, list[str], dict, str]:
     """(model, preprocessor, classes, meta, description) for prediction: one checkpoint of a run
-    ("best", "last", "averaged", "ema", a file), the average of the run's last K snapshots
-    (`checkpoint="last:K"`), or the average of the given checkpoint files (`average`)."""
-    files = [Path(p) for p in average] or average_spec(run_or_checkpoint, checkpoint)
-    if files:
-        model, preprocessor, classes, meta = load_averaged(files)
-        return model, preprocessor, classes, meta, f"the average of {len(files)} checkpoints"
+    ("best", "last", "averaged", "ema" for the EMA weights at the end of training, a file), the
+    average of the raw or EMA weights of the run's last K snapshots (`checkpoint="last:K"` or
+    `"ema:K"`), or the average of the given checkpoint files (`average`)."""
+    spec = ([Path(p) for p in average], "model") if average else average_spec(run_or_checkpoint, checkpoint)
+    if spec:
+        files, weights = spec
+        model, preprocessor, classes, meta = load_averaged(files, weights)
+        described = f"the average of {len(files)} checkpoints ({meta['weights']} weights)"
+        return model, preprocessor, classes, meta, described
     path = resolve(run_or_checkpoint, checkpoint)
     model, preprocessor, classes, meta = load_model(path, weights="ema" if checkpoint == "ema" else "model")
     return model, preprocessor, classes, meta, str(path)
@@ -577,10 +589,10 @@ def predict(run_or_checkpoint: PathLike, sources: PathLike | Iterable[PathLike],
     number of rows written.
 
     `run_or_checkpoint` is a checkpoint file, or a run folder whose `checkpoint` ("best", "last",
-    "averaged", "ema" for best.pt's EMA weights, "last:K" for the average of its last K snapshots,
-    or a path) is used; `average` lists checkpoint files whose weights are averaged instead. `tta`
-    names test-time views (`doodle.tta`). Rows keep the input order. `out` is checked to be
-    writable before the model is loaded.
+    "averaged", "ema" for the EMA weights at the end of training, "last:K" / "ema:K" for the average
+    of the raw / EMA weights of its last K snapshots, or a path) is used; `average` lists checkpoint
+    files whose weights are averaged instead. `tta` names test-time views (`doodle.tta`). Rows keep
+    the input order. `out` is checked to be writable before the model is loaded.
 
     Records that cannot be read, and bitmap-only drawings: a submission must not lack them, so for
     a `.csv` the first one is an error naming it (nothing is written), unless `missing` is

@@ -39,7 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--min-entropy", type=non_negative_float, default=0.0,
                    help="weight 0 below this image entropy (bits)")
     p.add_argument("--store-out", type=Path, default=None, help="also write the store without the dropped drawings")
-    p.add_argument("--checkpoint", default="best", help="best (default), last, averaged, ema, last:K, or a file")
+    p.add_argument("--checkpoint", default="best", help="best (default), last, averaged, ema, last:K, ema:K, or a file "
+                   "(as for `doodle predict --checkpoint`)")
     p.add_argument("--batch-size", type=at_least(1), default=256, help="drawings per forward pass (default 256)")
     p.set_defaults(func=run)
 

@@ -39,7 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--format", default="onnx", choices=["onnx"], help="export format (onnx)")
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="folder to write")
     p.add_argument("--checkpoint", default="best", metavar="best|last|ema|PATH",
-                   help="which checkpoint of RUN: best (default), last, averaged, ema, or a file")
+                   help="which checkpoint of RUN: best (default), last, averaged, ema (the EMA weights at the "
+                   "end of training), or a file")
     p.add_argument("--check-data", nargs="+", metavar="SRC",
                    help="real drawings for the ONNX-vs-PyTorch check, any format (default: "
                    "$DOODLE_SHARED/quickdraw/raw or ../shared/quickdraw/raw; class files are picked by name)")

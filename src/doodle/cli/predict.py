@@ -61,9 +61,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def add_model_options(p: argparse.ArgumentParser) -> None:
     """The options that pick and run a model: shared by `predict` and `evaluate`."""
-    p.add_argument("--checkpoint", default="best", metavar="best|last|last:K|PATH",
-                   help="which checkpoint of RUN: best (default), last, averaged, ema, last:K (the average of "
-                   "its last K snapshots), or a file")
+    p.add_argument("--checkpoint", default="best", metavar="best|last|averaged|ema|last:K|ema:K|PATH",
+                   help="which checkpoint of RUN: best (default: the best validated weights, the EMA when on), "
+                   "last, averaged, ema (the EMA weights at the end of training), last:K / ema:K (the average of "
+                   "the raw / EMA weights of its last K snapshots), or a file")
     p.add_argument("--average", nargs="+", default=[], metavar="CKPT",
                    help="average the weights of these checkpoint files (one model) instead")
     p.add_argument("--tta", default="", metavar="VIEWS",

@@ -32,7 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("model", metavar="RUN_OR_EXPORT", help="export folder, run folder or checkpoint file")
     p.add_argument("--host", default=None, help="interface (default 127.0.0.1, DOODLE_HOST)")
     p.add_argument("--port", type=int, default=None, help="port (default 8000, DOODLE_PORT)")
-    p.add_argument("--checkpoint", default=None, metavar="best|last|ema|PATH", help="checkpoint of a run (best)")
+    p.add_argument("--checkpoint", default=None, metavar="best|last|ema|PATH",
+                   help="checkpoint of a run: best (default), last, averaged, ema (the EMA weights at the end "
+                   "of training), or a file")
     p.add_argument("--backend", choices=["onnx", "torch"], default=None, help="inference backend (default onnx)")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads per inference call (default: cores)")
     p.add_argument("--workers", type=int, default=None, help="inference threads, each micro-batching (default 1)")

@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 EPILOG = """\
 examples:
   doodle train --config configs/cpu.yaml --data store/ --out runs/cpu
   doodle train --config configs/cpu.yaml --data store/ --out runs/cpu optim.lr=0.002 epochs=20
-  doodle train --config configs/cpu.yaml --data store/ --out runs/cpu --resume   # after an interruption
+  doodle train --resume runs/cpu                                 # after an interruption: its own config
+  doodle train --resume runs/cpu data.workers=4                  # only settings that keep the result may change
   torchrun --nproc_per_node 8 -m doodle train --config configs/seresnext50-128.yaml --data store/ --out runs/se50
   doodle train --config configs/cpu.yaml --show-config                          # every option, documented
 
-RUN/ receives: config.yaml (resolved), train.log, metrics.csv, tensorboard/, curves.png, last.pt
-(resumable), best.pt (best validation MAP@3), checkpoints/ (snapshots), averaged.pt, summary.json.
+RUN/ receives: config.yaml (resolved), run.json (the store, the code version), train.log, metrics.csv,
+tensorboard/, curves.png, last.pt (resumable; raw and EMA weights), best.pt (best validation MAP@3;
+the EMA when on), checkpoints/ (snapshots), averaged.pt, summary.json.
+
+--resume continues a run from its saved config.yaml and last.pt, on the store it recorded; it is
+exact (the weights equal those of an uninterrupted run). Overrides given with it may change only
+data.workers, threads, log_every, sync_check and keep_checkpoints; any other change (or a --config
+that differs from the saved one) is refused with the key, the saved value and the asked one.
+find_batch is never re-run on resume: the batch size it found is in the saved config.
 """
 
 
@@ -31,7 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", metavar="FILE", help="a YAML preset (default: built-in defaults)")
     p.add_argument("--data", metavar="STORE", help="the store to train on")
     p.add_argument("--out", metavar="RUN", help="the run folder to write")
-    p.add_argument("--resume", action="store_true", help="continue the run in RUN from its last checkpoint")
+    p.add_argument("--resume", nargs="?", const=True, default=None, metavar="RUN",
+                   help="continue RUN (or --out) from its last checkpoint, with its saved config")
     p.add_argument("--show-config", action="store_true", help="print the resolved config with docs and exit")
     p.set_defaults(func=run)
 
@@ -41,14 +51,42 @@ def run(args: argparse.Namespace) -> int:
     from doodle.errors import DoodleError
     from doodle.train.config import TrainConfig
 
+    if args.resume is not None:
+        return _resume(args)
     config = load_config(TrainConfig, args.config, args.overrides)
     if args.show_config:
         print("\n".join(describe_config(config)))
         return 0
     if not args.data or not args.out:
-        raise DoodleError("--data STORE and --out RUN are required to train")
+        raise DoodleError("--data STORE and --out RUN are required to train (or --resume RUN to continue one)")
     from doodle.train.loop import train
 
-    summary = train(config, args.data, args.out, resume=args.resume)
-    print(f"best validation MAP@3 {summary['best_map3']:.4f} at step {summary['best_step']}; run in {args.out}")
+    return _report(train(config, args.data, args.out), args.out)
+
+
+def _resume(args: argparse.Namespace) -> int:
+    from doodle.errors import DoodleError
+    from doodle.train.loop import resume
+
+    run, overrides = args.resume, list(args.overrides)
+    if run is not True and "=" in run and not Path(run).exists():  # `--out RUN --resume key=value`
+        run, overrides = True, [run, *overrides]
+    if run is True:
+        if not args.out:
+            raise DoodleError("--resume needs the run: --resume RUN (or --out RUN --resume)")
+        run = args.out
+    elif args.out and Path(args.out).resolve() != Path(run).resolve():
+        raise DoodleError(f"--resume {run} and --out {args.out} name different runs")
+    if args.show_config:
+        from doodle.config import describe_config
+        from doodle.runs import Run
+        from doodle.runs.resume import resume_config
+
+        print("\n".join(describe_config(resume_config(Run.open(run), overrides, args.config))))
+        return 0
+    return _report(resume(run, overrides, preset=args.config, data=args.data), run)
+
+
+def _report(summary: dict, out: str) -> int:
+    print(f"best validation MAP@3 {summary['best_map3']:.4f} at step {summary['best_step']}; run in {out}")
     return 0

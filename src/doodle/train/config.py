@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from doodle.config import AT_LEAST_0, AT_LEAST_1, FRACTION, POSITIVE, PROBABILITY, Range, check_ranges
+from doodle.errors import DoodleError
 from doodle.models.registry import ModelConfig
 from doodle.preprocess import InputConfig
 from doodle.render.augment import AugmentConfig
@@ -138,6 +139,8 @@ class TrainConfig:
     """Keep an exponential moving average of the weights with this decay (0: off), e.g. 0.999."""
     average_last: int = 0
     """At the end, average the weights of the last K checkpoints into averaged.pt (0: off)."""
+    average_weights: Literal["auto", "raw", "ema"] = "auto"
+    """Which weights of the snapshots average_last averages: raw, ema, or auto (ema when ema_decay > 0)."""
     eval_every: int = 0
     """Validate every N optimizer steps (0: at the end of every epoch)."""
     checkpoint_every: int = 0
@@ -174,3 +177,13 @@ class TrainConfig:
                      average_last=AT_LEAST_0, eval_every=AT_LEAST_0, checkpoint_every=AT_LEAST_0,
                      keep_checkpoints=AT_LEAST_0, log_every=AT_LEAST_1, seed=Range(0, 2**32 - 1),
                      threads=AT_LEAST_0, curriculum_start=PROBABILITY)
+        if self.average_weights == "ema" and self.ema_decay == 0:
+            raise DoodleError("average_weights=ema needs EMA weights: set ema_decay (e.g. 0.999) or "
+                              "average_weights=raw")
+
+    @property
+    def averaged_weights(self) -> str:
+        """The snapshot weights averaged into averaged.pt: "raw" or "ema"."""
+        if self.average_weights == "auto":
+            return "ema" if self.ema_decay > 0 else "raw"
+        return self.average_weights

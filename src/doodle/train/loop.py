@@ -25,6 +25,8 @@ from doodle.errors import DoodleError
 from doodle.fs import check_writable, remove_stale_temporaries
 from doodle.models import create_model
 from doodle.preprocess import Preprocessor
+from doodle.runs import Run
+from doodle.runs.resume import checked_resume_config
 from doodle.train.config import TrainConfig
 from doodle.train.distributed import Env, barrier, setup, teardown, weights_in_sync
 from doodle.train.losses import make_loss, micro_batch_loss
@@ -53,27 +55,45 @@ class TrainState:
     """File names of the weight snapshots kept in RUN/checkpoints, oldest first (for averaging)."""
 
 
-def train(config: TrainConfig, data: str | Path, out: str | Path, *, resume: bool = False) -> dict:
-    """Train `config` on the store `data`, writing the run to `out`; returns the final metrics."""
+def train(config: TrainConfig, data: str | Path | None, out: str | Path, *, resume: bool = False) -> dict:
+    """Train `config` on the store `data`, writing the run to `out`; returns the final metrics.
+
+    `resume=True` continues the run in `out` from its last checkpoint: `config` must equal the run's
+    saved config except for the settings `doodle.runs.resume.CHANGEABLE_ON_RESUME` lists, and
+    `data` may be None (the store the run recorded)."""
     env = setup(config.device, config.threads)
     try:
-        return Trainer(config, Path(data), Path(out), env, resume).run()
+        return Trainer(config, None if data is None else Path(data), Path(out), env, resume).run()
     finally:
         teardown()
+
+
+def resume(run: str | Path, overrides: list[str] | None = None, *, preset: str | None = None,
+           data: str | Path | None = None) -> dict:
+    """Continue the run in `run` from its saved config (or `preset`, compared with it) with `overrides`
+    (checked by `doodle.runs.resume`); the store is the one it recorded unless `data` names it."""
+    from doodle.runs.resume import asked_config
+
+    handle = Run.open(run)
+    return train(asked_config(handle, overrides, preset), data, handle.root, resume=True)
 
 
 class Trainer:
     """One training run; `run()` does it. Split in small methods, each one job."""
 
-    def __init__(self, cfg: TrainConfig, data: Path, out: Path, env: Env, resume: bool):
+    _found_batch: dict = {}  # run.json's record of what find_batch changed: {"found_batch": [before, after]}
+
+    def __init__(self, cfg: TrainConfig, data: Path | None, out: Path, env: Env, resume: bool):
         from doodle.train.logger import RunLogger
 
-        self.cfg, self.data, self.out, self.env = cfg, data, out, env
-        manifest = load_manifest(data)
-        self.classes: list[str] = manifest["classes"]
+        self.out, self.env = out, env
+        self.run_dir = self._open_run(resume)
+        self.cfg = checked_resume_config(self.run_dir, cfg) if resume else cfg
+        self.data = self._store(data, resume)
+        self.classes: list[str] = load_manifest(self.data)["classes"]
         if not self.classes:
-            raise DoodleError(f"store {data} has no classes")
-        self._check_out(resume)
+            raise DoodleError(f"store {self.data} has no classes")
+        cfg = self.cfg
         torch.manual_seed(cfg.seed)
         self.model = create_model(cfg.model, cfg.input, len(self.classes)).to(env.device)
         if cfg.init_from:
@@ -88,7 +108,7 @@ class Trainer:
             from doodle.clean import SampleWeights
 
             self.sample_weights = SampleWeights.from_config(cfg)
-        if cfg.find_batch and not resume:
+        if cfg.find_batch and not resume:  # never re-run on resume: the saved config holds its result
             self._find_batch()
         self.optimizer = build_optimizer(cfg.optim, self.model)
         self.state = TrainState(accumulate=cfg.accumulate)
@@ -102,20 +122,40 @@ class Trainer:
         self.ddp = self._wrap_ddp()
         self.logger = RunLogger(out, rank=env.rank, resume_step=self.state.step if resume else None)
         if env.is_main:
-            save_config(cfg, out / "config.yaml")
+            save_config(cfg, self.run_dir.config_file)
+            self.run_dir.write_info(self.data, **self._found_batch)
 
     # -- set-up ---------------------------------------------------------------------------------
-    def _check_out(self, resume: bool) -> None:
-        last = self.out / "last.pt"
-        if resume and not last.is_file():
-            raise DoodleError(f"--resume: no {last} to resume from")
-        if not resume and last.is_file():
-            raise DoodleError(f"{self.out} already holds a run; pass --resume to continue it or choose another --out")
+    def _open_run(self, resume: bool) -> Run:
+        """The run folder: opened (and checked resumable) to resume, else created empty."""
+        if resume:
+            run = Run.open(self.out)
+            if not run.resumable:
+                raise DoodleError(f"--resume: no {run.last} to resume from")
+        else:
+            run = Run.create(self.out)
         check_writable(self.out)
         self.out.mkdir(parents=True, exist_ok=True)
         if self.env.is_main:  # checkpoint temporaries of a run killed mid-write (up to the model's size each)
-            for folder in (self.out, self.out / "checkpoints"):
+            for folder in (self.out, run.snapshot_dir):
                 remove_stale_temporaries(folder)
+        return run
+
+    def _store(self, data: Path | None, resume: bool) -> Path:
+        """The store to train on: `data`, or on resume the one the run recorded (a different store
+        with other classes or another training split is refused)."""
+        recorded = self.run_dir.data() if resume else None
+        if data is None:
+            if recorded is None:
+                raise DoodleError(f"{self.out} does not record its store: pass --data STORE")
+            return recorded
+        if recorded is not None and recorded != data.resolve() and recorded.is_dir():
+            ours, theirs = load_manifest(recorded), load_manifest(data)
+            for key in ("classes", "splits"):
+                if ours.get(key) != theirs.get(key):
+                    raise DoodleError(f"--resume {self.out}: {data} is not the store the run trains on ({recorded}): "
+                                      f"their {key} differ")
+        return data
 
     def _init_from(self, path: str) -> None:
         from doodle.checkpoint import resolve_checkpoint
@@ -159,6 +199,7 @@ class Trainer:
         if found == limit:
             log.info("find_batch: capped at %d, the training drawings per process", limit)
         # keep a margin for optimizer state and fragmentation
+        self._found_batch = {"found_batch": [self.cfg.data.batch_size, max(1, int(found * 0.9))]}
         self.cfg.data.batch_size = max(1, int(found * 0.9))
         log.info("find_batch: %d fits; training with batch_size %d", found, self.cfg.data.batch_size)
 
@@ -390,7 +431,7 @@ class Trainer:
         improved = result["map3"] > st.best_map3
         if improved:
             st.best_map3, st.best_step, st.stale_evals = result["map3"], st.step, 0
-            self._save_weights(self.out / "best.pt", result)
+            self._save_weights(self.run_dir.best, result)
         else:
             st.stale_evals += 1
             if self.cfg.grow_on_plateau and st.stale_evals >= self.cfg.schedule.plateau_patience:
@@ -414,18 +455,26 @@ class Trainer:
                          f"{left} optimizer steps left)")
 
     # -- checkpoints ----------------------------------------------------------------------------
-    def _checkpoint_dict(self, model_state: dict, metrics: dict | None, train_state: dict | None) -> dict:
+    def _checkpoint_dict(self, model_state: dict, metrics: dict | None, train_state: dict | None, *,
+                         ema_state: dict | None = None, weights: str = "raw") -> dict:
         cfg = self.cfg
         # The input the weights were last trained at (progressive resizing changes the size).
         return make_checkpoint(model_config=to_dict(cfg.model), input_config=to_dict(self.current_input),
                                input_kind=self.input_kind, classes=self.classes, config=to_dict(cfg),
                                model_state=model_state, train_state=train_state, metrics=metrics,
-                               ema_state=self.ema.module.state_dict() if self.ema is not None and train_state else None)
+                               ema_state=ema_state, weights=weights)
+
+    def _state(self, model: torch.nn.Module) -> dict:
+        return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+    def _ema_state(self) -> dict | None:
+        return self._state(self.ema.module) if self.ema is not None else None
 
     def _save_weights(self, path: Path, metrics: dict | None) -> None:
+        """The validated weights (the EMA when on) as a checkpoint that says which they are."""
         if self.env.is_main:
-            state = {k: v.detach().cpu().clone() for k, v in self.eval_model().state_dict().items()}
-            atomic_save(self._checkpoint_dict(state, metrics, None), path)
+            weights = "ema" if self.ema is not None else "raw"
+            atomic_save(self._checkpoint_dict(self._state(self.eval_model()), metrics, None, weights=weights), path)
 
     def _checkpoint(self) -> None:
         """The resumable RUN/last.pt, plus a weight snapshot for averaging."""
@@ -442,7 +491,8 @@ class Trainer:
                 "torch_rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             }
-            atomic_save(self._checkpoint_dict(self.model.state_dict(), None, train_state), self.out / "last.pt")
+            atomic_save(self._checkpoint_dict(self.model.state_dict(), None, train_state, ema_state=self._ema_state()),
+                        self.run_dir.last)
         if cfg.sync_check and self.env.is_main:
             with open(self.out / "sync.log", "a") as handle:
                 handle.write(f"step {st.step}: weights in sync across {self.env.world_size} ranks\n")
@@ -453,14 +503,15 @@ class Trainer:
         if keep <= 0:
             return
         name = f"step-{self.state.step:07d}.pt"
-        if name not in self.state.snapshots:
-            self._save_weights(self.out / "checkpoints" / name, None)
+        if name not in self.state.snapshots:  # the raw weights, and the EMA beside them when on
+            snapshot = self._checkpoint_dict(self._state(self.model), None, None, ema_state=self._ema_state())
+            atomic_save(snapshot, self.run_dir.snapshot_dir / name)
             self.state.snapshots.append(name)
         while len(self.state.snapshots) > keep:
-            (self.out / "checkpoints" / self.state.snapshots.pop(0)).unlink(missing_ok=True)
+            (self.run_dir.snapshot_dir / self.state.snapshots.pop(0)).unlink(missing_ok=True)
 
     def _resume(self) -> None:
-        data = read_checkpoint(self.out / "last.pt")
+        data = read_checkpoint(self.run_dir.last)
         ts = data["train_state"]
         self.model.load_state_dict(data["model"])
         self.optimizer.load_state_dict(ts["optimizer"])
@@ -481,9 +532,9 @@ class Trainer:
         if self.cfg.average_last and self.env.is_main:
             summary["averaged"] = self._average()
         if self.env.is_main:
-            if not (self.out / "best.pt").exists():  # no validation split: the last weights are the best known
-                self._save_weights(self.out / "best.pt", None)
-            (self.out / "summary.json").write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
+            if not self.run_dir.best.exists():  # no validation split: the last weights are the best known
+                self._save_weights(self.run_dir.best, None)
+            self.run_dir.summary_file.write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
             self.logger.info(f"done: {summary}")
             self.logger.plot()
         self.logger.close()
@@ -491,15 +542,21 @@ class Trainer:
         return summary
 
     def _average(self) -> dict | None:
-        paths = [self.out / "checkpoints" / name for name in self.state.snapshots[-self.cfg.average_last:]]
-        states = [read_checkpoint(p)["model"] for p in paths if p.is_file()]
+        """averaged.pt: the mean of the last `average_last` snapshots' raw or EMA weights
+        (`average_weights`), validated; its metrics, with the weights it averaged."""
+        from doodle.checkpoint import pick_weights
+
+        pick = self.cfg.averaged_weights
+        paths = [self.run_dir.snapshot_dir / name for name in self.state.snapshots[-self.cfg.average_last:]]
+        states = [pick_weights(read_checkpoint(p), "ema" if pick == "ema" else "model") for p in paths if p.is_file()]
         if not states:
             return None
         averaged = average_state_dicts(states)
         model = create_model(self.cfg.model, self.cfg.input, len(self.classes)).to(self.env.device)
         model.load_state_dict(averaged)
         result = self.validate(model)
-        atomic_save(self._checkpoint_dict(averaged, result, None), self.out / "averaged.pt")
+        atomic_save(self._checkpoint_dict(averaged, result, None, weights=pick), self.run_dir.averaged)
         if result is not None:
-            self.logger.info(f"average of the last {len(states)} checkpoints: MAP@3 {result['map3']:.4f}")
-        return result
+            self.logger.info(f"average of the {pick} weights of the last {len(states)} checkpoints: "
+                             f"MAP@3 {result['map3']:.4f}")
+        return {**(result or {}), "weights": pick, "snapshots": len(states)}
