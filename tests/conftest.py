@@ -1,8 +1,14 @@
 """Shared test fixtures: where the real Quick, Draw! files are, and small loaders for them.
 
-Tests that need ../shared/quickdraw take the `quickdraw` fixture; when the folder is missing they
-are skipped with the reason printed in pytest's summary (`-ra`), and every other test still runs.
-Set DOODLE_SHARED to point at a shared/ folder elsewhere.
+Two tiers of real data:
+
+* `quickdraw`: tests/fixtures/quickdraw, a few MB of real drawings committed with the tests (its
+  README.md says which files, which rows, and their licence). Always there: the core tests use it.
+* `shared_quickdraw`: the whole ../shared/quickdraw (set DOODLE_SHARED to point at a shared/ folder
+  elsewhere), for the tests marked `breadth` only: every file, every category, manifest.csv, the full
+  counts. Where the folder is absent those tests are deselected with the reason printed.
+
+No test is ever skipped: tests/suite_rules.py (loaded below) fails a run with a skip or an xfail.
 """
 
 from __future__ import annotations
@@ -19,17 +25,38 @@ import pytest
 
 from doodle.data.drawing import Drawing, drawing_from_record
 
+pytest_plugins = ["pytester", "suite_rules"]  # suite_rules.py: no skips; the breadth tier
+
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("DOODLE_SHARED", REPO.parent / "shared"))
-QUICKDRAW = SHARED / "quickdraw"
+SAMPLE_QUICKDRAW = REPO / "tests" / "fixtures" / "quickdraw"
 
 
 @pytest.fixture(scope="session")
 def quickdraw() -> Path:
-    """../shared/quickdraw, or skip the test with a printed reason."""
-    if not QUICKDRAW.is_dir():
-        pytest.skip(f"real Quick, Draw! data not found at {QUICKDRAW} (set DOODLE_SHARED): test skipped")
-    return QUICKDRAW
+    """tests/fixtures/quickdraw: the committed sample, laid out as ../shared/quickdraw."""
+    assert SAMPLE_QUICKDRAW.is_dir(), f"the committed sample of real drawings is missing: {SAMPLE_QUICKDRAW}"
+    return SAMPLE_QUICKDRAW
+
+
+@pytest.fixture(scope="session")
+def shared_quickdraw() -> Path:
+    """The whole ../shared/quickdraw (or $DOODLE_SHARED/quickdraw), for tests marked `breadth`
+    (which are deselected where it is absent; suite_rules refuses an unmarked test taking this)."""
+    from suite_rules import shared_quickdraw_folder  # imported here: pytest_plugins imports it first
+
+    folder = shared_quickdraw_folder()
+    if not folder.is_dir():
+        pytest.fail(f"no shared Quick, Draw! folder at {folder}: only tests marked breadth may take it")
+    return folder
+
+
+TIERS = ["sample", pytest.param("shared", marks=pytest.mark.breadth)]
+"""Parameters of a check that holds on both tiers: on the sample (core), then on the whole shared
+folder (breadth); `tier_folder(request, tier)` gives the folder."""
+
+
+def tier_folder(request: pytest.FixtureRequest, tier: str) -> Path:
+    return request.getfixturevalue("quickdraw" if tier == "sample" else "shared_quickdraw")
 
 
 def load_benchmark(name: str) -> ModuleType:

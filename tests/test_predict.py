@@ -240,7 +240,7 @@ def test_prefetch_keeps_order_and_reraises():
 
 def test_real_checkpoint_round_trip(quickdraw, tmp_path):
     """A checkpoint written the way training writes it, loaded by the real `load_model`."""
-    checkpoint = pytest.importorskip("doodle.checkpoint")
+    from doodle import checkpoint
     from doodle.models import ModelConfig, create_model
 
     model_config = ModelConfig(family="sequence", conv_channels=[8], conv_kernels=[3], rnn_hidden=8, rnn_layers=1)

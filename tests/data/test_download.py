@@ -1,4 +1,5 @@
-"""`doodle download` against a local HTTP server that serves ../shared/quickdraw like Google's bucket.
+"""`doodle download` against a local HTTP server that serves the sample of real files (tests/fixtures/quickdraw,
+laid out as ../shared/quickdraw) like Google's bucket.
 
 The server (started inside the test, on 127.0.0.1, port 0) supports HEAD and Range and can be told
 to misbehave: drop the connection part way, answer 503, ignore Range, refuse HEAD, stall.
@@ -20,7 +21,7 @@ from doodle.cli import main
 from doodle.data import download as dl
 from doodle.errors import DoodleError
 
-# bucket folder -> folder of ../shared/quickdraw
+# bucket folder -> folder of the sample (the layout of ../shared/quickdraw)
 LAYOUT = {
     "full/raw/": "raw/",
     "full/simplified/": "simplified/",

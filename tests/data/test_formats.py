@@ -1,4 +1,5 @@
-"""Readers, writers and detection for every format, checked against the real files in shared/quickdraw."""
+"""Readers, writers and detection for every format, checked against real files: the committed sample
+(tests/fixtures/quickdraw) and, in the breadth tier, every file of ../shared/quickdraw."""
 
 from __future__ import annotations
 
@@ -62,8 +63,7 @@ def manifest_counts(quickdraw: Path) -> dict[str, int]:
         return {row["file"]: int(row["n_drawings"]) for row in rows if row["n_drawings"].isdigit()}
 
 
-@pytest.fixture(scope="module")
-def real_text_files(quickdraw: Path) -> dict[str, tuple[str, list[Drawing], list[Reject]]]:
+def read_text_files(quickdraw: Path) -> dict[str, tuple[str, list[Drawing], list[Reject]]]:
     """Every raw/ and simplified/ file, read once: relative name -> (format, drawings, rejects)."""
     out = {}
     for folder in ("raw", "simplified"):
@@ -74,32 +74,51 @@ def real_text_files(quickdraw: Path) -> dict[str, tuple[str, list[Drawing], list
     return out
 
 
+@pytest.fixture(scope="module")
+def real_text_files(quickdraw: Path) -> dict[str, tuple[str, list[Drawing], list[Reject]]]:
+    """Every raw/ and simplified/ file of the sample."""
+    return read_text_files(quickdraw)
+
+
 # -- real files --------------------------------------------------------------------------------------
 
 
-def test_real_raw_and_simplified_files_read_without_rejects(quickdraw, real_text_files):
+def check_text_files(quickdraw: Path, files: dict, raw_total: int, simplified_total: int) -> None:
+    """Every raw/ and simplified/ file reads without a reject, as many drawings as manifest.csv says
+    (and the manifest lists every file there); raw ones timed, simplified ones 0..255 integers."""
     counts = manifest_counts(quickdraw)
-    raw_total = simplified_total = 0
-    for name, (fmt, drawings, rejects) in real_text_files.items():
+    assert set(files) == {name for name in counts if name.startswith(("raw/", "simplified/"))}
+    raw = simplified = 0
+    for name, (fmt, drawings, rejects) in files.items():
         assert rejects == [], name
         assert len(drawings) == counts[name], name
         if name.startswith("raw/"):
-            raw_total += len(drawings)
+            raw += len(drawings)
             assert all(d.has_time for d in drawings), name
             if drawings:
                 assert fmt == "raw-ndjson", name
         else:
-            simplified_total += len(drawings)
+            simplified += len(drawings)
             assert fmt == "simplified-ndjson"
             assert not any(d.has_time for d in drawings), name
             pts = np.concatenate([d.to_flat()[0] for d in drawings])
             assert pts.min() >= 0 and pts.max() <= 255 and np.array_equal(pts, np.round(pts))
-    assert raw_total == 10_129 + 1  # SOURCES.md's total, plus the one-object JSON file
-    assert simplified_total == 17_252
+    assert (raw, simplified) == (raw_total, simplified_total)
     # raw coordinates are real floats somewhere (not silently rounded)
-    _, cats, _ = real_text_files["raw/cat.ndjson"]
+    _, cats, _ = files["raw/cat.ndjson"]
     assert any(not np.array_equal(s, np.round(s)) for d in cats for s in d.strokes)
     assert all(d.word == "cat" and isinstance(d.key_id, int) for d in cats)
+
+
+def test_real_raw_and_simplified_files_read_without_rejects(quickdraw, real_text_files):
+    # the sample's README: 296 raw drawings in 11 files plus the one-object JSON file; 3,220 simplified
+    check_text_files(quickdraw, real_text_files, 296 + 1, 3_220)
+
+
+@pytest.mark.breadth
+def test_every_shared_raw_and_simplified_file_reads_without_rejects(shared_quickdraw):
+    # SOURCES.md's totals, plus the one-object JSON file
+    check_text_files(shared_quickdraw, read_text_files(shared_quickdraw), 10_129 + 1, 17_252)
 
 
 def test_pretty_printed_json_object(quickdraw):
@@ -151,31 +170,48 @@ def test_dog_bin_matches_the_simplified_ndjson(quickdraw):
         assert_same_drawing(a, b, seconds_only=True)
 
 
-@pytest.mark.parametrize("name", ["apple", "bicycle", "cat", "diamond", "eye", "fish"])
-def test_bitmap_npy(quickdraw, name):
-    path = quickdraw / "bitmap" / f"{name}.npy"
+def check_bitmap_npy(path: Path, name: str, n: int) -> None:
     assert detect_format(path) == "bitmap-npy"
     items = list(iter_records(path))
     expected = np.load(path).reshape(-1, 28, 28)
-    assert len(items) == len(expected) == 3000
+    assert len(items) == len(expected) == n
     assert all(isinstance(d, Drawing) and d.strokes == [] for d in items)
-    for i in (0, 1, 2999):
+    for i in (0, 1, n - 1):
         assert items[i].bitmap.shape == (28, 28) and items[i].bitmap.dtype == np.uint8
         np.testing.assert_array_equal(items[i].bitmap, expected[i])
     assert items[0].word == name
-    assert len({d.key_id for d in items}) == 3000
+    assert len({d.key_id for d in items}) == n
 
 
-@pytest.mark.parametrize("name", ["cats1000", "rainbows1000", "trains1000"])
-def test_bitmap_bin(quickdraw, name):
-    path = quickdraw / "bitmap" / f"{name}.bin"
+def check_bitmap_bin(path: Path, name: str, n: int) -> None:
     assert detect_format(path) == "bitmap-bin"
     items = list(iter_records(path, word="x"))
     expected = np.fromfile(path, np.uint8).reshape(-1, 28, 28)
-    assert len(items) == 1000
+    assert len(items) == n
     np.testing.assert_array_equal(np.stack([d.bitmap for d in items]), expected)
     assert {d.word for d in items} == {"x"}
     assert next(iter(iter_records(path))).word == name.removesuffix("s1000")  # the category, singular
+
+
+@pytest.mark.parametrize("name", ["apple", "cat"])
+def test_bitmap_npy(quickdraw, name):
+    check_bitmap_npy(quickdraw / "bitmap" / f"{name}.npy", name, 50)  # the sample: the first 50 of 3,000
+
+
+def test_bitmap_bin(quickdraw):
+    check_bitmap_bin(quickdraw / "bitmap" / "cats1000.bin", "cats1000", 50)  # the sample: the first 50 of 1,000
+
+
+@pytest.mark.breadth
+@pytest.mark.parametrize("name", ["apple", "bicycle", "cat", "diamond", "eye", "fish"])
+def test_every_shared_bitmap_npy(shared_quickdraw, name):
+    check_bitmap_npy(shared_quickdraw / "bitmap" / f"{name}.npy", name, 3000)
+
+
+@pytest.mark.breadth
+@pytest.mark.parametrize("name", ["cats1000", "rainbows1000", "trains1000"])
+def test_every_shared_bitmap_bin(shared_quickdraw, name):
+    check_bitmap_bin(shared_quickdraw / "bitmap" / f"{name}.bin", name, 1000)
 
 
 def test_infer_word_and_synthetic_key_ids():

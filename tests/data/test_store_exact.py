@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+from conftest import TIERS, tier_folder
 from store_helpers import awkward_drawings
 
 from doodle.data.drawing import Drawing
@@ -38,8 +39,11 @@ def assert_exact(stored: list[Drawing], original: dict[int, Drawing]) -> None:
             assert a.dtype == np.float64 and a.shape == b.shape and np.array_equal(a, b), d.key_id
 
 
+@pytest.mark.parametrize("tier", TIERS)
 @pytest.mark.parametrize("kind", ["raw", "simplified"])
-def test_every_shared_drawing_comes_back_exactly(quickdraw: Path, tmp_path: Path, kind: str):
+def test_every_real_drawing_comes_back_exactly(request, tmp_path: Path, kind: str, tier: str):
+    """Every drawing of the sample's raw/ or simplified/ folder, and (breadth) of the shared one's."""
+    quickdraw = tier_folder(request, tier)
     original = first_copies(read(quickdraw / kind))
     prepare([quickdraw / kind], tmp_path / "s", PrepareConfig(val_fraction=0.1, **QUIET))
     assert_exact(list(iter_store(tmp_path / "s")), original)

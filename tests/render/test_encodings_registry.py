@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
-from conftest import load_ndjson
+from conftest import load_ndjson, tier_folder
 
 from doodle.data.drawing import Drawing, pack
 from doodle.render import (
@@ -99,11 +97,15 @@ def test_errors_and_custom_registration():
         _REGISTRY.pop("test-two")
 
 
-def test_every_real_file_in_every_encoding(quickdraw: Path):
+@pytest.mark.parametrize(("tier", "n"), [("sample", 296 + 3_220), pytest.param("shared", 10_129 + 17_252,
+                                                                            marks=pytest.mark.breadth)])
+def test_every_real_file_in_every_encoding(request, tier: str, n: int):
+    """Every drawing of every raw and simplified ndjson file (of the sample; of ../shared, breadth) has ink."""
+    quickdraw = tier_folder(request, tier)
     drawings = []
     for path in sorted((quickdraw / "raw").glob("*.ndjson")) + sorted((quickdraw / "simplified").glob("*.ndjson")):
         drawings.extend(load_ndjson(path))
-    assert len(drawings) > 20_000
+    assert len(drawings) == n
     packed = pack(drawings)
     for enc in list_encodings():
         out = np.empty((len(drawings), enc.channels, 32, 32), np.uint8)

@@ -1,9 +1,9 @@
 """Helpers of the serving tests: a small CNN trained on real drawings, a uvicorn server in a thread,
 raw drawings.
 
-The model is trained for a few seconds on real simplified drawings of four classes from
-../shared/quickdraw, so its guesses are real (mostly right on those classes) and the parity and
-browser tests exercise a genuine model, never a stub.
+The model is trained for a few seconds on real simplified drawings of four classes from the
+committed sample (tests/fixtures/quickdraw), so its guesses are real (mostly right on those classes)
+and the parity and browser tests exercise a genuine model, never a stub.
 """
 
 from __future__ import annotations

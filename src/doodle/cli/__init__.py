@@ -64,14 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"doodle.cli.{name}")
-        except ModuleNotFoundError as err:
-            if err.name == f"doodle.cli.{name}":  # subcommand not built yet
-                continue
-            raise
-        module.register(sub)
+    for name in COMMANDS:  # every subcommand must import: a missing one is an error, never dropped
+        importlib.import_module(f"doodle.cli.{name}").register(sub)
     return parser
 
 
