@@ -20,8 +20,8 @@ import time
 
 import numpy as np
 
-from doodle.balance import METHODS, balance_probs, expected_counts, proxy_score
-from doodle.metrics import map_at_3
+from doodle.evaluate.metrics import map_at_3
+from doodle.post.balance import METHODS, balance_probs, expected_counts, proxy_score
 
 
 def synthetic(n: int, k: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -4,7 +4,7 @@
         --names "cpu.yaml" "cpu.yaml + truncation fine-tune" --data /work/stores/q15 --out docs/early-guessing.png
 
 Prints the table (and top-1 accuracy) and writes the plot. The data is a store's val split (or any
-files `doodle.read` takes), scored with each run's own preprocessing (`doodle.early`).
+files `doodle.read` takes), scored with each run's own preprocessing (`doodle.evaluate.early`).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from pathlib import Path
 
 from doodle.data.formats import read
 from doodle.data.store import is_store, iter_store
-from doodle.early import FRACTIONS, early_guessing, format_table, plot_early
-from doodle.predict import load_model, resolve
+from doodle.evaluate.early import FRACTIONS, early_guessing, format_table, plot_early
+from doodle.infer.predict import load_model, resolve
 
 
 def main() -> None:

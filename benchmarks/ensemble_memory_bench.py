@@ -5,7 +5,7 @@
     .venv/bin/python benchmarks/ensemble_memory_bench.py --src /path/to/other/src --limit-gb 12   # another tree
 
 Writes (once, into --folder) seeded synthetic predictions of two models as predictions Parquet
-files (`doodle.predictions_io.PredictionWriter`): a labelled holdout of --rows drawings and a
+files (`doodle.infer.probabilities.PredictionWriter`): a labelled holdout of --rows drawings and a
 test set of --test-rows drawings, 340 classes, with drawing-time features. Then runs
 `doodle ensemble` in a child process (`--method stack`, or `--fit METHOD`) and prints its peak
 resident memory (the child's ru_maxrss, from wait4), its wall time and its exit status. The
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from doodle.predictions_io import PredictionWriter
+from doodle.infer.probabilities import PredictionWriter
 
 CLASSES = [f"class {i:03d}" for i in range(340)]
 CHUNK = 32_768

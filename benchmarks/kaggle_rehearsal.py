@@ -381,7 +381,7 @@ def script(name: str, *args: object) -> list[str]:
 def torch_startup(logs: Path) -> float:
     """Seconds a Python process here takes to import torch and doodle's model code: the start-up
     every model stage pays whatever its input size, kept out of the extrapolation."""
-    cmd = [sys.executable, "-c", "import torch, doodle.predict, doodle.ensemble.files, doodle.balance"]
+    cmd = [sys.executable, "-c", "import torch, doodle.infer.predict, doodle.post.ensemble.files, doodle.post.balance"]
     return run_measured(cmd, logs / "startup").seconds
 
 

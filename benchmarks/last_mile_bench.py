@@ -5,7 +5,7 @@ model family, + LightGBM stacking, + balancing, all on the same held-out drawing
     .venv/bin/python benchmarks/last_mile_bench.py --help
 
 The held-out drawings: the store's val split is cut in two halves by a hash of key_id
-(`doodle.ensemble.holdout_halves`); ensemble weights and the stacker are fitted on the "fit" half,
+(`doodle.post.ensemble.holdout_halves`); ensemble weights and the stacker are fitted on the "fit" half,
 and every figure is measured on the "evaluate" half, subsampled to the same number of drawings per
 class (the size of its smallest class) because balancing assumes a balanced test set, as Kaggle's
 was.
@@ -31,12 +31,12 @@ from pathlib import Path
 
 import numpy as np
 
-from doodle.balance import balance_probs, proxy_score
-from doodle.ensemble import Stacker, blend, fit_weights, holdout_halves
 from doodle.errors import DoodleError
-from doodle.evaluate import predict_in_memory
-from doodle.metrics import map_at_3
-from doodle.predictions_io import Predictions
+from doodle.evaluate.metrics import map_at_3
+from doodle.evaluate.report import predict_in_memory
+from doodle.infer.probabilities import Predictions
+from doodle.post.balance import balance_probs, proxy_score
+from doodle.post.ensemble import Stacker, blend, fit_weights, holdout_halves
 
 
 def balanced_rows(labels: np.ndarray, key_ids: np.ndarray, per_class: int | None = None,

@@ -327,9 +327,9 @@ def tiny_run(out: Path) -> Path:
 
     import torch
 
-    from doodle.checkpoint import atomic_save, make_checkpoint
     from doodle.models import ModelConfig, create_model
     from doodle.preprocess import InputConfig
+    from doodle.runs.checkpoint import atomic_save, make_checkpoint
 
     inputs, config = InputConfig(encoding="order-speed-accel", size=32, simplify=True), ModelConfig("cnn", "resnet10t")
     torch.manual_seed(0)
@@ -342,7 +342,7 @@ def tiny_run(out: Path) -> Path:
 
 def run_mixed(args: argparse.Namespace) -> None:
     """The mixed load against `doodle serve` (ONNX Runtime) at each concurrency."""
-    from doodle.checkpoint import read_checkpoint, resolve_checkpoint
+    from doodle.runs.checkpoint import read_checkpoint, resolve_checkpoint
 
     tmp = Path(tempfile.mkdtemp(prefix="doodle-bench-mixed-"))
     try:
@@ -402,7 +402,7 @@ def main() -> None:
     if "onnx-int8" in args.backends and args.val is None:
         parser.error("onnx-int8 needs --val STORE/val (calibrated on STORE/train, scored on the split)")
 
-    from doodle.checkpoint import read_checkpoint, resolve_checkpoint
+    from doodle.runs.checkpoint import read_checkpoint, resolve_checkpoint
 
     classes = read_checkpoint(resolve_checkpoint(args.run))["classes"]
     bodies = load_bodies(args.data, classes, args.drawings)
@@ -415,7 +415,7 @@ def main() -> None:
         port = free_port()
         model = args.run
         if backend == "onnx-int8":
-            from doodle.export import export_onnx
+            from doodle.infer.export import export_onnx
 
             model = tempfile.mkdtemp(prefix="doodle-bench-int8-")
             # calibrated on the store's train split, scored by the export on its val split

@@ -133,7 +133,8 @@ def test_store_check(rehearsal, tmp_path) -> None:
 
 
 def test_skipped_count_from_predict_stderr(rehearsal) -> None:
-    assert rehearsal.skipped_count("WARNING doodle.predict: 1,234 record(s) rejected and skipped: bad json") == 1234
+    line = "WARNING doodle.infer.predict: 1,234 record(s) rejected and skipped: bad json"
+    assert rehearsal.skipped_count(line) == 1234
     assert rehearsal.skipped_count("INFO wrote x: 10 rows") == 0
 
 

@@ -147,9 +147,9 @@ class SpyCounter:
 def tiny_image_checkpoint(run: Path) -> None:
     import torch
 
-    from doodle.checkpoint import atomic_save, make_checkpoint
     from doodle.models import ModelConfig, create_model
     from doodle.preprocess import InputConfig
+    from doodle.runs.checkpoint import atomic_save, make_checkpoint
 
     inputs = InputConfig(encoding="order-speed-accel", size=32, simplify=True)
     config = ModelConfig(family="cnn", arch="resnet10t")
@@ -162,7 +162,7 @@ def tiny_image_checkpoint(run: Path) -> None:
 
 def test_predict_writes_a_row_per_valid_drawing(corpus, tmp_path, monkeypatch):
     """Probabilities skip and count what a model cannot take (a submission refuses it: below)."""
-    import doodle.predict as predict_mod
+    import doodle.infer.predict as predict_mod
 
     root, expect = corpus
     run = tmp_path / "run"
@@ -185,7 +185,7 @@ def test_predict_writes_a_row_per_valid_drawing(corpus, tmp_path, monkeypatch):
 
 
 def test_a_submission_of_the_corpus_names_its_first_bad_record(corpus, tmp_path):
-    import doodle.predict as predict_mod
+    import doodle.infer.predict as predict_mod
     from doodle.errors import DoodleError
 
     root, _expect = corpus

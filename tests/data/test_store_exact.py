@@ -77,8 +77,8 @@ def make_legacy(store: Path) -> Path:
 
 
 def test_stores_written_before_still_read(tmp_path: Path):
-    from doodle.clean import clean_store
     from doodle.data.store import find_manifest, find_rejects, is_store
+    from doodle.post.clean import clean_store
     from doodle.train.data import EpochBatches
 
     drawings = awkward_drawings(40)

@@ -234,7 +234,7 @@ def test_point_convs_export_to_onnx_and_agree():
     x, _ = point_batch(32)
     buffer = io.BytesIO()
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notices (doodle.export uses it too)
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notices (doodle.infer.export too)
         torch.onnx.export(Wrapped().eval(), (x, LENGTHS), buffer, dynamo=False, input_names=["x", "lengths"],
                           dynamic_axes={"x": {0: "batch"}, "lengths": {0: "batch"}}, opset_version=17)
     session = ort.InferenceSession(buffer.getvalue(), providers=["CPUExecutionProvider"])

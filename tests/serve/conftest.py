@@ -22,7 +22,7 @@ def tiny_run(quickdraw: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_export(tiny_run: Path, quickdraw: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """`doodle export` of the tiny run, checked on real raw drawings."""
-    from doodle.export import export_onnx
+    from doodle.infer.export import export_onnx
 
     out = tmp_path_factory.mktemp("tiny-export")
     result = export_onnx(tiny_run, out, check_sources=[quickdraw / "raw"], check_n=64)

@@ -71,8 +71,8 @@ def tiny_model():
 
 def save_run(model, inputs, out: Path) -> Path:
     """Write `model` as out/best.pt, a real checkpoint of CLASSES."""
-    from doodle.checkpoint import atomic_save, make_checkpoint
     from doodle.models import ModelConfig
+    from doodle.runs.checkpoint import atomic_save, make_checkpoint
 
     model.eval()
     ckpt = make_checkpoint(model_config=asdict(ModelConfig(family="cnn", arch="resnet10t")),

@@ -13,7 +13,7 @@ import csv
 import httpx
 import pytest
 
-from doodle.predict import predict, submission_name
+from doodle.infer.predict import predict, submission_name
 
 from .serve_helpers import CLASSES, raw_drawings, scaled
 

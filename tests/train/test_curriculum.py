@@ -12,16 +12,17 @@ import pytest
 import torch
 
 import doodle.render
-from doodle.clean import SampleWeights, Scores, class_ranks, image_entropy, write_scores
 from doodle.config import load_config
 from doodle.data.store import PrepareConfig, iter_store, prepare
 from doodle.data.synth import synth
 from doodle.errors import DoodleError
+from doodle.post.clean import Scores, image_entropy, write_scores
 from doodle.preprocess import InputConfig, Preprocessor
 from doodle.train.config import TrainConfig
 from doodle.train.data import EpochBatches, MixedBatches, make_loader
 from doodle.train.loop import Trainer, train
 from doodle.train.losses import make_loss
+from doodle.train.weights import SampleWeights, class_ranks
 
 CLASSES = ("airplane", "eye", "map")
 TINY = ["model.arch=resnet10t", "input.size=32", "data.batch_size=16", "data.workers=0", "log_every=50",

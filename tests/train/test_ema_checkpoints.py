@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from doodle.checkpoint import average_state_dicts, read_checkpoint
 from doodle.config import load_config
 from doodle.errors import DoodleError
-from doodle.predict import load_predictor
+from doodle.infer.predict import load_predictor
+from doodle.runs.checkpoint import average_state_dicts, read_checkpoint
 from doodle.train.config import TrainConfig
 from doodle.train.loop import train
 

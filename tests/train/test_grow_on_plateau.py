@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from doodle.checkpoint import read_checkpoint
 from doodle.config import load_config
+from doodle.runs.checkpoint import read_checkpoint
 from doodle.train.config import TrainConfig
 from doodle.train.data import EpochBatches
 from doodle.train.logger import RunLogger

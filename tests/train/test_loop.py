@@ -14,12 +14,12 @@ import orjson
 import pytest
 import torch
 
-from doodle.checkpoint import read_checkpoint
 from doodle.cli import main
 from doodle.config import load_config
 from doodle.errors import DoodleError
 from doodle.models import create_model
 from doodle.render import get_encoding
+from doodle.runs.checkpoint import read_checkpoint
 from doodle.train.config import TrainConfig
 from doodle.train.loop import Trainer, train
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import torch
 
-from doodle.checkpoint import read_checkpoint
 from doodle.config import load_config
+from doodle.runs.checkpoint import read_checkpoint
 from doodle.train.config import TrainConfig
 from doodle.train.distributed import Env
 from doodle.train.logger import RunLogger

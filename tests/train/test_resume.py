@@ -9,10 +9,10 @@ import pytest
 import torch
 import yaml
 
-from doodle.checkpoint import read_checkpoint
 from doodle.cli import main
 from doodle.config import load_config
 from doodle.errors import DoodleError
+from doodle.runs.checkpoint import read_checkpoint
 from doodle.train.config import TrainConfig
 from doodle.train.loop import Trainer, resume, train
 

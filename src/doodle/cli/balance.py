@@ -44,10 +44,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from doodle.balance import balance_probs, expected_counts, proxy_score, read_expected
-    from doodle.ensemble.files import write_output
-    from doodle.metrics import map_at_3
-    from doodle.predictions_io import read_predictions
+    from doodle.evaluate.metrics import map_at_3
+    from doodle.infer.probabilities import read_predictions
+    from doodle.post.balance import balance_probs, expected_counts, proxy_score, read_expected
+    from doodle.post.ensemble.files import write_output
 
     if args.steps < 1 or (args.candidates is not None and args.candidates < 1):
         raise DoodleError("--steps and --candidates must be at least 1")

@@ -46,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from doodle.clean import clean_store, score_store, weights_from_scores, write_scores
+    from doodle.post.clean import clean_store, score_store, weights_from_scores, write_scores
 
     if args.out.suffix.lower() != ".parquet":
         raise DoodleError(f"--out {args.out}: expected a .parquet file")

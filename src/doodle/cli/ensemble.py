@@ -63,8 +63,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from doodle.ensemble.files import ensemble_files
-    from doodle.ensemble.stack import StackConfig
+    from doodle.post.ensemble.files import ensemble_files
+    from doodle.post.ensemble.stack import StackConfig
 
     if args.candidates < 1 or args.rounds < 1:
         raise DoodleError("--candidates and --rounds must be at least 1")

@@ -39,9 +39,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from doodle.evaluate import evaluate_file, evaluate_run
+    from doodle.evaluate.report import evaluate_file, evaluate_run
     from doodle.fs import check_writable
-    from doodle.tta import parse_tta
+    from doodle.infer.tta import parse_tta
 
     check_model_options(args)
     check_writable(args.out)

@@ -60,8 +60,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from doodle.export import export_onnx
     from doodle.fs import check_writable
+    from doodle.infer.export import export_onnx
 
     check_writable(args.out)
     result = export_onnx(args.run, args.out, checkpoint=args.checkpoint, check_sources=args.check_data,

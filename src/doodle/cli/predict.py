@@ -100,8 +100,8 @@ def run(args: argparse.Namespace) -> int:
         raise DoodleError(f"--fallback-rows is for submission CSVs; --out {out} skips unreadable records and counts "
                           "them")
 
-    from doodle.predict import MissingRows, predict
-    from doodle.tta import parse_tta
+    from doodle.infer.predict import MissingRows, predict
+    from doodle.infer.tta import parse_tta
 
     missing = MissingRows(fallback=args.fallback_rows)
     rows = predict(args.run, args.data, out, checkpoint=args.checkpoint, batch_size=args.batch_size,

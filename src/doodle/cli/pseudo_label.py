@@ -35,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from doodle.pseudo import pseudo_label
+    from doodle.post.pseudo import pseudo_label
 
     summary = pseudo_label(args.predictions, args.data, args.out, threshold=args.threshold,
                            overwrite=args.overwrite, progress=not args.quiet)

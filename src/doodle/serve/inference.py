@@ -136,7 +136,7 @@ class Engine:
     def answers(self, logp: np.ndarray, ks: Sequence[int]) -> list[list[Guess]]:
         """The ks[i] most likely classes of row i of log-probabilities [B, K], best first (ties to
         the lower class index)."""
-        from doodle.metrics import topk
+        from doodle.evaluate.metrics import topk
 
         best = topk(logp, max(ks))
         return [[Guess(self.classes[i], float(np.exp(logp[row, i]))) for i in best[row, :k]]
@@ -154,7 +154,7 @@ class OnnxEngine(Engine):
         self.session = session
 
     def forward(self, batch: dict[str, np.ndarray]) -> np.ndarray:
-        from doodle.export import OUTPUT_NAME, ort_feed
+        from doodle.infer.export import OUTPUT_NAME, ort_feed
 
         return self.session.run([OUTPUT_NAME], ort_feed(self.session, batch))[0]
 
@@ -169,7 +169,7 @@ class TorchEngine(Engine):
     def forward(self, batch: dict[str, np.ndarray]) -> np.ndarray:
         import torch
 
-        from doodle.predict import forward_log_probs
+        from doodle.infer.predict import forward_log_probs
 
         with torch.inference_mode():
             return forward_log_probs(self.model, batch, torch.device("cpu"))
@@ -333,7 +333,7 @@ def load_engine(model: str | os.PathLike[str], backend: str = "onnx", checkpoint
     left behind however the server stops). torch: needs a run or checkpoint (an export holds no
     PyTorch model).
     """
-    from doodle.export import export_to_temp, is_export, load_export
+    from doodle.infer.export import export_to_temp, is_export, load_export
 
     path = Path(model)
     if not path.exists():
@@ -343,7 +343,7 @@ def load_engine(model: str | os.PathLike[str], backend: str = "onnx", checkpoint
             raise DoodleError(f"{path} is an ONNX export; the torch backend needs the run or checkpoint")
         import torch
 
-        from doodle.checkpoint import load_checkpoint, resolve_checkpoint
+        from doodle.runs.checkpoint import load_checkpoint, resolve_checkpoint
 
         torch.set_num_threads(max(1, threads))
         file = resolve_checkpoint(path, checkpoint)

@@ -22,7 +22,7 @@ consecutive batches cost one read per window: memory is about one window per wor
 worker reads every row group at most once per epoch (DataLoader hands batches to workers round
 robin, so every worker decodes every window once; decoding is cheap next to rendering).
 
-Curriculum epochs (`curriculum`, e.g. `doodle.clean.SampleWeights`): the parent also keeps only
+Curriculum epochs (`curriculum`, e.g. `doodle.post.clean.SampleWeights`): the parent also keeps only
 the rows whose key_id the curriculum admits in this epoch; workers receive that decision as a
 packed bit mask over the split's rows in store order (N / 8 bytes), not the curriculum itself, so
 rows not admitted are never decoded into drawings, preprocessed or rendered.
@@ -69,7 +69,7 @@ _COLUMN_CACHE_SIZE = 2  # train and val of one store
 
 
 class Curriculum(Protocol):
-    """Which drawings an epoch admits (`doodle.clean.SampleWeights` is one)."""
+    """Which drawings an epoch admits (`doodle.post.clean.SampleWeights` is one)."""
 
     def admits(self, key_ids: np.ndarray, epoch: int) -> np.ndarray:
         """bool [N]: whether each drawing (uint64 key_id) is admitted in `epoch`."""

@@ -160,7 +160,7 @@ class RunLogger:
         self._scalars(step, "train", {"loss": loss, "lr": lr, "images_per_s": ips})
 
     def log_val(self, step: int, epoch: float, metrics: dict[str, Any]) -> None:
-        """A validation event: `metrics` as from `doodle.metrics.Metrics.compute()` (map3, acc1, acc3,
+        """A validation event: `metrics` as from `doodle.evaluate.metrics.Metrics.compute()` (map3, acc1, acc3,
         n, loss), any other numeric entry going to train.log and TensorBoard (the CSV keeps its
         fixed columns)."""
         if not self.enabled:

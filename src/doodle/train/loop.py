@@ -18,7 +18,6 @@ from pathlib import Path
 import orjson
 import torch
 
-from doodle.checkpoint import atomic_save, average_state_dicts, make_checkpoint, read_checkpoint
 from doodle.config import save_config, to_dict
 from doodle.data.store import load_manifest
 from doodle.errors import DoodleError
@@ -26,6 +25,7 @@ from doodle.fs import check_writable, remove_stale_temporaries
 from doodle.models import create_model
 from doodle.preprocess import Preprocessor
 from doodle.runs import Run
+from doodle.runs.checkpoint import atomic_save, average_state_dicts, make_checkpoint, read_checkpoint
 from doodle.runs.resume import checked_resume_config
 from doodle.train.config import TrainConfig
 from doodle.train.distributed import Env, barrier, setup, teardown, weights_in_sync
@@ -105,7 +105,7 @@ class Trainer:
         self._epoch_lengths: list[int] = []  # batches of every epoch of the run (for the steps left)
         self.sample_weights = None
         if cfg.sample_weights or cfg.curriculum:
-            from doodle.clean import SampleWeights
+            from doodle.train.weights import SampleWeights
 
             self.sample_weights = SampleWeights.from_config(cfg)
         if cfg.find_batch and not resume:  # never re-run on resume: the saved config holds its result
@@ -158,7 +158,7 @@ class Trainer:
         return data
 
     def _init_from(self, path: str) -> None:
-        from doodle.checkpoint import resolve_checkpoint
+        from doodle.runs.checkpoint import resolve_checkpoint
 
         data = read_checkpoint(resolve_checkpoint(path))
         if data["classes"] != self.classes:
@@ -394,7 +394,7 @@ class Trainer:
     @torch.inference_mode()
     def validate(self, model: torch.nn.Module) -> dict | None:
         """Loss, MAP@3, acc@1, acc@3 on the validation split (None when it is empty)."""
-        from doodle.metrics import Metrics
+        from doodle.evaluate.metrics import Metrics
 
         dataset = self._batches(self.state.epoch, "val")
         if len(dataset) == 0:
@@ -544,7 +544,7 @@ class Trainer:
     def _average(self) -> dict | None:
         """averaged.pt: the mean of the last `average_last` snapshots' raw or EMA weights
         (`average_weights`), validated; its metrics, with the weights it averaged."""
-        from doodle.checkpoint import pick_weights
+        from doodle.runs.checkpoint import pick_weights
 
         pick = self.cfg.averaged_weights
         paths = [self.run_dir.snapshot_dir / name for name in self.state.snapshots[-self.cfg.average_last:]]

@@ -13,8 +13,8 @@ import pytest
 
 from doodle.cli import main
 from doodle.errors import DoodleError
-from doodle.evaluate import compute, evaluate_file, evaluate_predictions, evaluate_run, predict_in_memory
-from doodle.predictions_io import Predictions, read_predictions, write_predictions
+from doodle.evaluate.report import compute, evaluate_file, evaluate_predictions, evaluate_run, predict_in_memory
+from doodle.infer.probabilities import Predictions, read_predictions, write_predictions
 
 CLASSES = ["cat", "dog", "eye"]
 # Drawing:      true   guesses (best first)   credit
@@ -154,7 +154,7 @@ class BatchSpy:
 
 
 def test_a_streamed_file_gives_the_in_memory_report(tmp_path, monkeypatch):
-    import doodle.predictions_io as pio
+    import doodle.infer.probabilities as pio
 
     path, probs, labels, classes = labelled_file(tmp_path)
     spies = []
@@ -189,7 +189,7 @@ def test_a_streamed_file_gives_the_in_memory_report(tmp_path, monkeypatch):
 def test_a_streamed_model_gives_the_in_memory_report(tmp_path, monkeypatch):
     import torch
 
-    import doodle.predict as predict_mod
+    import doodle.infer.predict as predict_mod
     from doodle.data.synth import synth
     from doodle.preprocess import InputConfig, Preprocessor
 

@@ -10,12 +10,12 @@ import pytest
 import torch
 from torch import nn
 
-import doodle.predict as predict_mod
+import doodle.infer.predict as predict_mod
 from doodle.cli import main
 from doodle.errors import DoodleError
-from doodle.predictions_io import read_predictions
+from doodle.infer.probabilities import read_predictions
+from doodle.infer.tta import combine
 from doodle.preprocess import InputConfig, Preprocessor
-from doodle.tta import combine
 
 CLASSES = ["a", "b", "c"]
 LEFT = np.array([0.9, 0.0999, 0.0001])  # a drawing starting at its left edge

@@ -13,11 +13,11 @@ probabilities, ensembles):
 * `write_submission(predictions, classes, out)`: the CSV, top-3 class names per drawing,
   written to a temporary file and renamed into place only when complete.
 * `write_probabilities(predictions, classes, out)`: every class probability with key_ids, labels
-  and timing, as a predictions Parquet file (`doodle.predictions_io`), for ensembles and evaluation;
-* test-time augmentation (`iter_predictions(..., tta=["flip", "dropout"])`, see `doodle.tta`) and
+  and timing, as a predictions Parquet file (`doodle.infer.probabilities`), for ensembles and evaluation;
+* test-time augmentation (`iter_predictions(..., tta=["flip", "dropout"])`, see `doodle.infer.tta`) and
   checkpoint averaging (`load_averaged(files)`, `checkpoint="last:K"` for a run's last K snapshots).
 
-Top-3 ties are broken by the lower class index (`doodle.metrics.topk`).
+Top-3 ties are broken by the lower class index (`doodle.evaluate.metrics.topk`).
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ class BatchPrediction:
 # -- model -------------------------------------------------------------------------------------
 def load_model(path: PathLike, weights: str = "model") -> tuple[Any, Any, list[str], dict]:
     """(model in eval mode, Preprocessor, class names in label order, meta) from a checkpoint file."""
-    from doodle.checkpoint import load_checkpoint
+    from doodle.runs.checkpoint import load_checkpoint
 
     return load_checkpoint(path, weights=weights)
 
@@ -81,7 +81,7 @@ def load_model(path: PathLike, weights: str = "model") -> tuple[Any, Any, list[s
 def resolve(run_or_checkpoint: PathLike, checkpoint: str = "best") -> Path:
     """The checkpoint file: a file given directly, else RUN/best.pt, RUN/last.pt (by `checkpoint`,
     which may also be a path)."""
-    from doodle.checkpoint import resolve_checkpoint
+    from doodle.runs.checkpoint import resolve_checkpoint
 
     return resolve_checkpoint(run_or_checkpoint, checkpoint)
 
@@ -165,13 +165,13 @@ def iter_predictions(model: Any, preprocessor: Callable[[Sequence[Drawing]], dic
 
     Reading and preprocessing run in a background thread (`background=False`: inline); the model
     runs under `torch.inference_mode` on `device` (default: CUDA when available, else the CPU; the
-    model is moved there). `tta` names test-time views ("flip", "dropout", see `doodle.tta`)
+    model is moved there). `tta` names test-time views ("flip", "dropout", see `doodle.infer.tta`)
     averaged with the original by `tta_mean` ("prob" or "log").
     """
     import torch
 
+    from doodle.infer.tta import combine, make_views
     from doodle.preprocess import time_features
-    from doodle.tta import combine, make_views
 
     device = torch.device(device) if device is not None else default_device()
     model = model.to(device)
@@ -217,7 +217,7 @@ def write_submission(predictions: Iterable[BatchPrediction], classes: Sequence[s
     could not take (`MissingRows`): each is written at its place in the input order, its guesses
     the most frequent top-1 classes of the rows predicted so far.
     """
-    from doodle.metrics import topk
+    from doodle.evaluate.metrics import topk
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -256,7 +256,7 @@ def write_submission(predictions: Iterable[BatchPrediction], classes: Sequence[s
 
 def _fallback_word(names: np.ndarray, counts: np.ndarray, k: int) -> str:
     """The `word` of a fallback row: the k classes most often first so far (ties: lower index)."""
-    from doodle.metrics import topk
+    from doodle.evaluate.metrics import topk
 
     return " ".join(names[topk(counts[None, :].astype(np.float64), k)[0]])
 
@@ -521,11 +521,11 @@ def average_spec(run_or_checkpoint: PathLike, checkpoint: str) -> tuple[list[Pat
 
 def load_averaged(paths: Sequence[PathLike], weights: str = "model") -> tuple[Any, Any, list[str], dict]:
     """(model, preprocessor, classes, meta) with the element-wise mean of the weights of several
-    checkpoints of one model (`doodle.checkpoint.average_state_dicts`): their models, or with
+    checkpoints of one model (`doodle.runs.checkpoint.average_state_dicts`): their models, or with
     `weights="ema"` their EMA weights (an error for a checkpoint without them). They must share the
     model, its input and the classes. BatchNorm statistics are averaged too (no recalibration pass)."""
-    from doodle.checkpoint import average_state_dicts, build_from_checkpoint, pick_weights, read_checkpoint
     from doodle.errors import DoodleError
+    from doodle.runs.checkpoint import average_state_dicts, build_from_checkpoint, pick_weights, read_checkpoint
 
     if not paths:
         raise DoodleError("no checkpoints to average")
@@ -569,8 +569,8 @@ def load_predictor(run_or_checkpoint: PathLike, checkpoint: str = "best", averag
 def write_probabilities(predictions: Iterable[BatchPrediction], classes: Sequence[str], out: PathLike, *,
                         meta: dict | None = None, on_batch: Callable[[int], object] | None = None) -> int:
     """Write class probabilities, key_ids, labels and timing to a predictions Parquet file
-    (`doodle.predictions_io`), one row group per batch, atomically; returns the rows written."""
-    from doodle.predictions_io import PredictionWriter
+    (`doodle.infer.probabilities`), one row group per batch, atomically; returns the rows written."""
+    from doodle.infer.probabilities import PredictionWriter
 
     with PredictionWriter(out, classes, meta) as writer:
         for pred in predictions:
@@ -591,7 +591,7 @@ def predict(run_or_checkpoint: PathLike, sources: PathLike | Iterable[PathLike],
     `run_or_checkpoint` is a checkpoint file, or a run folder whose `checkpoint` ("best", "last",
     "averaged", "ema" for the EMA weights at the end of training, "last:K" / "ema:K" for the average
     of the raw / EMA weights of its last K snapshots, or a path) is used; `average` lists checkpoint
-    files whose weights are averaged instead. `tta` names test-time views (`doodle.tta`). Rows keep
+    files whose weights are averaged instead. `tta` names test-time views (`doodle.infer.tta`). Rows keep
     the input order. `out` is checked to be writable before the model is loaded.
 
     Records that cannot be read, and bitmap-only drawings: a submission must not lack them, so for
@@ -601,7 +601,7 @@ def predict(run_or_checkpoint: PathLike, sources: PathLike | Iterable[PathLike],
     """
     from tqdm import tqdm
 
-    from doodle.tta import parse_tta
+    from doodle.infer.tta import parse_tta
 
     views = parse_tta(list(tta))
     out = prepare_output(out)

@@ -24,7 +24,7 @@ import numpy as np
 
 from doodle.data.split import is_val
 from doodle.errors import DoodleError
-from doodle.metrics import map_at_3
+from doodle.evaluate.metrics import map_at_3
 
 MEANS = ("arith", "geom")
 FIT_METHODS = ("score", "score-corr", "inv-loss", "map3")

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 
 from doodle.cli import main
-from doodle.ensemble import Stacker, blend, fit_weights, holdout_halves, vote
-from doodle.ensemble.files import ensemble_files
-from doodle.ensemble.stack import StackConfig, features
 from doodle.errors import DoodleError
-from doodle.metrics import map_at_3
-from doodle.predictions_io import Predictions, check_aligned, read_predictions, write_predictions
+from doodle.evaluate.metrics import map_at_3
+from doodle.infer.probabilities import Predictions, check_aligned, read_predictions, write_predictions
+from doodle.post.ensemble import Stacker, blend, fit_weights, holdout_halves, vote
+from doodle.post.ensemble.files import ensemble_files
+from doodle.post.ensemble.stack import StackConfig, features
 from doodle.preprocess import TIME_FEATURES
 
 

@@ -62,8 +62,8 @@ def early_guessing(model: Any, preprocessor: Any, classes: Sequence[str], drawin
     """
     from tqdm import tqdm
 
-    from doodle.metrics import accuracy_at_k, map_at_3
-    from doodle.predict import iter_predictions
+    from doodle.evaluate.metrics import accuracy_at_k, map_at_3
+    from doodle.infer.predict import iter_predictions
 
     index = {c: i for i, c in enumerate(classes)}
     kept = [d for d in drawings if d.word in index]

@@ -11,13 +11,13 @@ import pytest
 import torch
 from torch import nn
 
-import doodle.clean as clean_mod
-import doodle.predict as predict_mod
+import doodle.infer.predict as predict_mod
+import doodle.post.clean as clean_mod
 import doodle.render
-from doodle.clean import Scores, image_entropy, weights_from_scores
 from doodle.cli import main
 from doodle.data.store import PrepareConfig, iter_store, load_manifest, prepare
 from doodle.data.synth import synth
+from doodle.post.clean import Scores, image_entropy, weights_from_scores
 from doodle.train.data import EpochBatches, class_counts
 
 CLASSES = ["circle", "square"]

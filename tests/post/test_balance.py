@@ -7,7 +7,11 @@ import itertools
 import numpy as np
 import pytest
 
-from doodle.balance import (
+from doodle.cli import main
+from doodle.errors import DoodleError
+from doodle.evaluate.metrics import map_at_3
+from doodle.infer.probabilities import Predictions, read_predictions, write_predictions
+from doodle.post.balance import (
     balance_probs,
     expected_counts,
     flow_assign,
@@ -16,10 +20,6 @@ from doodle.balance import (
     proxy_score,
     read_expected,
 )
-from doodle.cli import main
-from doodle.errors import DoodleError
-from doodle.metrics import map_at_3
-from doodle.predictions_io import Predictions, read_predictions, write_predictions
 
 
 def skewed(n: int = 60, k: int = 3, seed: int = 0) -> np.ndarray:
@@ -116,7 +116,7 @@ def network_simplex_cost(cost: np.ndarray, caps: np.ndarray, candidates: int) ->
 
 
 def test_flow_matches_network_simplex_with_and_without_candidates():
-    from doodle.balance import COST_SCALE
+    from doodle.post.balance import COST_SCALE
 
     rng = np.random.default_rng(3)
     for trial in range(6):

@@ -13,12 +13,12 @@ import pytest
 import torch
 from torch import nn
 
-import doodle.predict as predict_mod
+import doodle.infer.predict as predict_mod
 from doodle.cli import main
 from doodle.data.formats import read
 from doodle.errors import DoodleError
-from doodle.metrics import topk
-from doodle.predict import (
+from doodle.evaluate.metrics import topk
+from doodle.infer.predict import (
     BatchPrediction,
     MissingRows,
     iter_predictions,
@@ -140,7 +140,7 @@ def test_rejects_are_skipped_and_big_key_ids_exact(quickdraw, fake_run, tmp_path
     with caplog.at_level(logging.WARNING):  # probabilities: bad records skipped and counted
         rows = predict(run, [src], tmp_path / "out.parquet", batch_size=2, progress=False)
     assert rows == 3
-    from doodle.predictions_io import read_predictions
+    from doodle.infer.probabilities import read_predictions
 
     assert [str(k) for k in read_predictions(tmp_path / "out.parquet").key_ids.tolist()] == ids
     assert "3 record(s) rejected" in caplog.text
@@ -240,8 +240,8 @@ def test_prefetch_keeps_order_and_reraises():
 
 def test_real_checkpoint_round_trip(quickdraw, tmp_path):
     """A checkpoint written the way training writes it, loaded by the real `load_model`."""
-    from doodle import checkpoint
     from doodle.models import ModelConfig, create_model
+    from doodle.runs import checkpoint
 
     model_config = ModelConfig(family="sequence", conv_channels=[8], conv_kernels=[3], rnn_hidden=8, rnn_layers=1)
     inputs = InputConfig(max_points=64)
@@ -270,7 +270,7 @@ def test_real_checkpoint_round_trip(quickdraw, tmp_path):
 
 # -- saved probabilities and TTA (the last mile) --------------------------------------------------
 def test_parquet_output_keeps_ids_labels_and_probabilities(quickdraw, fake_run, tmp_path):
-    from doodle.predictions_io import read_predictions
+    from doodle.infer.probabilities import read_predictions
 
     run, _ = fake_run
     sources = [quickdraw / "simplified" / name for name in FILES]
@@ -287,7 +287,7 @@ def test_parquet_output_keeps_ids_labels_and_probabilities(quickdraw, fake_run, 
 
 
 def test_tta_views_and_means():
-    from doodle.tta import combine, make_views, parse_tta
+    from doodle.infer.tta import combine, make_views, parse_tta
 
     assert parse_tta("flip, dropout") == ["flip", "dropout"] and parse_tta("none") == [] and parse_tta(None) == []
     with pytest.raises(DoodleError, match="unknown TTA view 'rotate'"):
@@ -304,7 +304,7 @@ def test_tta_views_and_means():
 
 
 def test_tta_views_on_real_drawings(simplified_cats):
-    from doodle.tta import make_views
+    from doodle.infer.tta import make_views
 
     drawings = simplified_cats[:10]
     original, flip, dropout = (view(list(drawings)) for view in make_views(["flip", "dropout"]))
@@ -390,7 +390,7 @@ def test_a_record_without_a_readable_key_id_stays_an_error(fake_run, tmp_path):
 
 
 def test_probabilities_skip_and_count_unreadable_records(fake_run, tmp_path, caplog):
-    from doodle.predictions_io import read_predictions
+    from doodle.infer.probabilities import read_predictions
 
     run, _ = fake_run
     src = with_bad_row(tmp_path)

@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from doodle.data.formats import read
-from doodle.early import early_guessing, format_table, plot_early, truncated
 from doodle.errors import DoodleError
+from doodle.evaluate.early import early_guessing, format_table, plot_early, truncated
 from doodle.preprocess import InputConfig, Preprocessor
 
 K = 12

@@ -11,12 +11,12 @@ import pytest
 import torch
 from conftest import SMALL_STORE_CLASSES
 
-from doodle.checkpoint import atomic_save, make_checkpoint
 from doodle.cli import main
 from doodle.errors import DoodleError
-from doodle.export import MODEL_FILE, PREPROCESSING_FILE, export_onnx, is_export, load_export, ort_feed
+from doodle.infer.export import MODEL_FILE, PREPROCESSING_FILE, export_onnx, is_export, load_export, ort_feed
 from doodle.models import ModelConfig, create_model
 from doodle.preprocess import InputConfig
+from doodle.runs.checkpoint import atomic_save, make_checkpoint
 
 CLASSES = ["cat", "eye", "camera", "guitar", "apple"]
 SMALL_RNN = dict(conv_channels=[16], conv_kernels=[3], rnn_hidden=16, rnn_layers=1)
@@ -142,7 +142,7 @@ def test_int8_export(quickdraw, small_store, tmp_path):
 def test_int8_calibrates_on_training_drawings_and_scores_on_others(small_store, tmp_path, monkeypatch):
     """The drawings int8 is calibrated on come from the train split, those it is scored on from the
     val split, and no key_id is in both."""
-    import doodle.export as export
+    import doodle.infer.export as export
 
     seen: dict[str, list] = {"calibration": [], "scoring": []}
     real_quantize, real_map3 = export.quantize_int8, export.onnx_map3
@@ -173,7 +173,7 @@ def test_int8_calibrates_on_training_drawings_and_scores_on_others(small_store, 
 
 
 def test_calibration_and_scoring_refuse_a_shared_key_id(small_store, monkeypatch):
-    import doodle.export as export
+    import doodle.infer.export as export
 
     real = export.split_drawings
     leaked = real(small_store, "val", SMALL_STORE_CLASSES, 1)

@@ -40,8 +40,8 @@ def pseudo_label(predictions: PathLike, sources: Sequence[PathLike], out: PathLi
     from doodle.data.formats import read
     from doodle.data.formats.ndjson import write_ndjson
     from doodle.data.store import PrepareConfig, prepare
-    from doodle.predict import RejectCounter
-    from doodle.predictions_io import read_predictions
+    from doodle.infer.predict import RejectCounter
+    from doodle.infer.probabilities import read_predictions
 
     preds = read_predictions(predictions)
     rows, top = confident(preds.probs, threshold)

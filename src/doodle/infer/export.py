@@ -196,8 +196,8 @@ def check_agreement(session: Any, model: Any, preprocessor: Any, drawings: Seque
     """Run ONNX Runtime and eager PyTorch on the same drawings and compare (see `Agreement`)."""
     import torch
 
-    from doodle.metrics import topk
-    from doodle.predict import forward_log_probs
+    from doodle.evaluate.metrics import topk
+    from doodle.infer.predict import forward_log_probs
 
     if not drawings:
         raise DoodleError("no drawings to check the ONNX model on")
@@ -216,7 +216,7 @@ def check_drawings(sources: Iterable[PathLike], classes: Sequence[str], n: int =
     """Up to `n` drawings for the agreement check, taken round-robin over the files of the model's
     classes (`<class>.ndjson` ...) when a source folder has them, else over every file read."""
     from doodle.data.formats import read
-    from doodle.predict import RejectCounter
+    from doodle.infer.predict import RejectCounter
 
     paths: list[Path] = []
     for src in sources:
@@ -285,7 +285,7 @@ def calibration_and_scoring(store: PathLike, classes: Sequence[str], calibration
 def onnx_map3(path: PathLike, preprocessor: Any, drawings: Sequence[Drawing], classes: Sequence[str],
               batch_size: int = 64) -> float:
     """MAP@3 of the ONNX model at `path` on labelled drawings, preprocessed as served."""
-    from doodle.metrics import map_at_3
+    from doodle.evaluate.metrics import map_at_3
 
     session = ort_session(path, threads=os.cpu_count() or 1)
     index = {c: i for i, c in enumerate(classes)}
@@ -367,7 +367,7 @@ def export_onnx(run_or_checkpoint: PathLike, out_dir: PathLike, *, checkpoint: s
     docstring); `check` runs the agreement check on `check_sources` (default: `default_check_sources`).
     `quantize="int8"` needs `calibration_store`, the store the run trained on: calibrated on
     `calibration_n` drawings of its train split, scored on `score_n` of its val split (0: all)."""
-    from doodle.checkpoint import load_checkpoint, resolve_checkpoint
+    from doodle.runs.checkpoint import load_checkpoint, resolve_checkpoint
 
     path = resolve_checkpoint(run_or_checkpoint, checkpoint)
     model, preprocessor, classes, meta = load_checkpoint(path, weights="ema" if checkpoint == "ema" else "model")

@@ -38,12 +38,9 @@ import numpy as np
 from tqdm import tqdm
 
 from doodle.data.split import splitmix64
-from doodle.ensemble.blend import WeightStats, blend, check_fit, fit_weights, holdout_halves, normalise
-from doodle.ensemble.stack import StackBatch, StackConfig, Stacker
-from doodle.ensemble.vote import vote
 from doodle.errors import DoodleError
-from doodle.metrics import Metrics
-from doodle.predictions_io import (
+from doodle.evaluate.metrics import Metrics
+from doodle.infer.probabilities import (
     Predictions,
     PredictionWriter,
     check_aligned,
@@ -53,6 +50,9 @@ from doodle.predictions_io import (
     read_meta,
     write_predictions,
 )
+from doodle.post.ensemble.blend import WeightStats, blend, check_fit, fit_weights, holdout_halves, normalise
+from doodle.post.ensemble.stack import StackBatch, StackConfig, Stacker
+from doodle.post.ensemble.vote import vote
 
 PathLike = str | os.PathLike[str]
 METHODS = ("mean", "geom", "vote", "stack")
@@ -71,7 +71,7 @@ def write_output(preds: Predictions, out: PathLike) -> int:
     if out.suffix.lower() == ".parquet":
         return write_predictions(preds, out)
     if out.suffix.lower() == ".csv":
-        from doodle.predict import BatchPrediction, write_submission
+        from doodle.infer.predict import BatchPrediction, write_submission
 
         logp = np.log(np.clip(preds.probs, 1e-38, None)).astype(np.float32)
         batch = BatchPrediction([int(k) for k in preds.key_ids], logp, list(preds.words))
@@ -276,7 +276,7 @@ def write_stream(batches: Iterable[Predictions], classes: Sequence[str], out: Pa
     submission (.csv), atomically; returns the rows written."""
     out = Path(out)
     if out.suffix.lower() == ".csv":
-        from doodle.predict import BatchPrediction, write_submission
+        from doodle.infer.predict import BatchPrediction, write_submission
 
         logs = (BatchPrediction([int(k) for k in b.key_ids], np.log(np.clip(b.probs, 1e-38, None))) for b in batches)
         return write_submission(logs, classes, out)

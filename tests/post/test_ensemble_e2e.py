@@ -9,17 +9,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from doodle.checkpoint import read_checkpoint
-from doodle.clean import clean_store, score_store, weights_from_scores, write_scores
 from doodle.cli import main
 from doodle.config import load_config
 from doodle.data.store import iter_store, load_manifest
 from doodle.errors import DoodleError
-from doodle.evaluate import evaluate_run
-from doodle.metrics import map_at_3
-from doodle.predict import iter_predictions, load_averaged, load_model, predict, snapshot_files
-from doodle.predictions_io import read_predictions
-from doodle.pseudo import pseudo_label
+from doodle.evaluate.metrics import map_at_3
+from doodle.evaluate.report import evaluate_run
+from doodle.infer.predict import iter_predictions, load_averaged, load_model, predict, snapshot_files
+from doodle.infer.probabilities import read_predictions
+from doodle.post.clean import clean_store, score_store, weights_from_scores, write_scores
+from doodle.post.pseudo import pseudo_label
+from doodle.runs.checkpoint import read_checkpoint
 from doodle.train.config import TrainConfig
 from doodle.train.loop import train
 

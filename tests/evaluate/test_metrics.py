@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from doodle.metrics import Metrics, accuracy_at_k, label_rank, map_at_3, mapk_from_topk, topk
+from doodle.evaluate.metrics import Metrics, accuracy_at_k, label_rank, map_at_3, mapk_from_topk, topk
 
 # Row i puts class i's label at rank i (0..3): scores over 5 classes.
 SCORES = np.array(

@@ -38,8 +38,8 @@ import orjson
 
 from doodle.data.formats.common import atomic_output
 from doodle.errors import DoodleError
-from doodle.metrics import label_rank
-from doodle.predictions_io import Predictions
+from doodle.evaluate.metrics import label_rank
+from doodle.infer.probabilities import Predictions
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +177,7 @@ class ReportAccumulator:
 
 
 def first_guess(probs: np.ndarray) -> np.ndarray:
-    """int64 [B] the best class per row, ties to the lower index, NaN last (`doodle.metrics.topk`'s
+    """int64 [B] the best class per row, ties to the lower index, NaN last (`doodle.evaluate.metrics.topk`'s
     first column, without sorting the rows)."""
     scores = np.where(np.isnan(probs), -np.inf, probs)
     return scores.argmax(1)
@@ -363,7 +363,7 @@ def evaluate_file(path: PathLike, out_dir: PathLike, *, title: str | None = None
     """Write the report of a predictions file, streamed `batch_size` rows at a time (`iter_prediction_batches`)."""
     from tqdm import tqdm
 
-    from doodle.predictions_io import count_rows, iter_prediction_batches
+    from doodle.infer.probabilities import count_rows, iter_prediction_batches
 
     with tqdm(total=count_rows(path), unit=" drawings", desc="evaluate", disable=not progress,
               dynamic_ncols=True) as bar:
@@ -382,7 +382,7 @@ def model_predictions(run_or_checkpoint: PathLike, sources: Sequence[PathLike], 
                       ) -> tuple[dict, Iterator[Predictions]]:
     """(provenance, the predictions of a checkpoint for `sources` batch by batch): the model is loaded
     now, and the drawings are read and predicted as the iterator is consumed."""
-    from doodle.predict import load_predictor
+    from doodle.infer.predict import load_predictor
 
     model, preprocessor, classes, _meta, described = load_predictor(run_or_checkpoint, checkpoint, average)
     meta = {"model": described, "tta": list(tta), "tta_mean": tta_mean}
@@ -394,7 +394,7 @@ def _model_batches(model: Any, preprocessor: Any, classes: list[str], sources: S
                    options: dict, progress: bool) -> Iterator[Predictions]:
     from tqdm import tqdm
 
-    from doodle.predict import RejectCounter, iter_predictions, model_inputs
+    from doodle.infer.predict import RejectCounter, iter_predictions, model_inputs
 
     rejects = RejectCounter()
     rows = 0
@@ -413,7 +413,7 @@ def _model_batches(model: Any, preprocessor: Any, classes: list[str], sources: S
 def predict_in_memory(run_or_checkpoint: PathLike, sources: Sequence[PathLike], **options: Any) -> Predictions:
     """Predictions of a checkpoint (or averaged checkpoints) for `sources`, in memory (see
     `model_predictions` for `options`)."""
-    from doodle.predictions_io import concat_batches
+    from doodle.infer.probabilities import concat_batches
 
     meta, batches = model_predictions(run_or_checkpoint, sources, **options)
     out = concat_batches(batches)

@@ -7,14 +7,14 @@ import csv
 import numpy as np
 import pytest
 
-import doodle.ensemble.files as files_mod
+import doodle.post.ensemble.files as files_mod
 from doodle.cli import main
-from doodle.ensemble import Stacker, blend, fit_weights, holdout_halves
-from doodle.ensemble.blend import WeightStats
-from doodle.ensemble.files import ensemble_files, fit_rows
-from doodle.ensemble.stack import StackConfig
-from doodle.metrics import map_at_3
-from doodle.predictions_io import Predictions, iter_aligned, read_labels, read_predictions, write_predictions
+from doodle.evaluate.metrics import map_at_3
+from doodle.infer.probabilities import Predictions, iter_aligned, read_labels, read_predictions, write_predictions
+from doodle.post.ensemble import Stacker, blend, fit_weights, holdout_halves
+from doodle.post.ensemble.blend import WeightStats
+from doodle.post.ensemble.files import ensemble_files, fit_rows
+from doodle.post.ensemble.stack import StackConfig
 from doodle.preprocess import TIME_FEATURES
 
 CLASSES = [f"class {i}" for i in range(6)]

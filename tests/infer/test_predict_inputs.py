@@ -14,14 +14,14 @@ import numpy as np
 import pytest
 import torch
 
-from doodle.checkpoint import atomic_save, make_checkpoint
 from doodle.cli import main
 from doodle.data.synth import synth
 from doodle.errors import DoodleError
-from doodle.evaluate import predict_in_memory
+from doodle.evaluate.report import predict_in_memory
+from doodle.infer.predict import BITMAP_ONLY, MissingRows, predict
 from doodle.models import ModelConfig, create_model
-from doodle.predict import BITMAP_ONLY, MissingRows, predict
 from doodle.preprocess import InputConfig
+from doodle.runs.checkpoint import atomic_save, make_checkpoint
 
 CLASSES = ["circle", "square", "star"]
 FAMILIES = {
