@@ -16,9 +16,10 @@ index for binary formats) and the reason, and carry on.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -72,7 +73,7 @@ class Drawing:
 
     @property
     def n_points(self) -> int:
-        return int(sum(len(s) for s in self.strokes))
+        return sum(map(len, self.strokes))
 
     def bbox(self) -> tuple[float, float, float, float]:
         """(min_x, min_y, max_x, max_y) over all points."""
@@ -91,12 +92,12 @@ class Drawing:
 
         Stroke i is `points[offsets[i]:offsets[i + 1]]`.
         """
-        if not self.strokes:
+        strokes = self.strokes
+        if not strokes:
             return np.zeros((0, 2), dtype), np.zeros(1, np.int64)
-        lengths = np.fromiter((len(s) for s in self.strokes), np.int64, len(self.strokes))
-        offsets = np.zeros(len(lengths) + 1, np.int64)
-        np.cumsum(lengths, out=offsets[1:])
-        return np.concatenate(self.strokes).astype(dtype, copy=False), offsets
+        offsets = np.zeros(len(strokes) + 1, np.int64)
+        np.cumsum(np.fromiter(map(len, strokes), np.int64, len(strokes)), out=offsets[1:])
+        return np.concatenate(strokes).astype(dtype, copy=False), offsets
 
     @classmethod
     def from_flat(cls, points: np.ndarray, offsets: np.ndarray, **meta: Any) -> Drawing:
@@ -216,15 +217,17 @@ class KeyIdRangeError(BadRecord):
 
 def parse_key_id(value: Any) -> int:
     """An exact unsigned 64-bit key_id from a str or int (never via float)."""
+    if isinstance(value, str):  # the common case first (a str is no bool or int)
+        text = value.strip()
+        if not _is_ascii_digits(text):
+            raise BadRecord(f"key_id must be an unsigned integer or a string of digits, got {value!r:.40}")
+        return _key_from_digits(text)
     if isinstance(value, bool):
         raise BadRecord("key_id must be an integer, got a boolean")
     if isinstance(value, int):
         key = value
-    elif isinstance(value, str | bytes) and _is_ascii_digits(text := value.strip()):
-        digits = text.lstrip(b"0" if isinstance(text, bytes) else "0")
-        if len(digits) > 20:  # past 2**64 already (and int() of a huge string is slow)
-            raise KeyIdRangeError(_shown(text))
-        key = int(text)
+    elif isinstance(value, bytes) and _is_ascii_digits(text := value.strip()):
+        return _key_from_digits(text)
     elif isinstance(value, float) and (value < 0 or value > MAX_KEY_ID):
         raise KeyIdRangeError(f"{value:g}")  # an integer literal too large (or negative) for 64 bits
     else:
@@ -234,30 +237,40 @@ def parse_key_id(value: Any) -> int:
     return key
 
 
+def _key_from_digits(text: str | bytes) -> int:
+    digits = text.lstrip(b"0" if isinstance(text, bytes) else "0")
+    if len(digits) > 20:  # past 2**64 already (and int() of a huge string is slow)
+        raise KeyIdRangeError(_shown(text))
+    key = int(text)
+    if key > MAX_KEY_ID:
+        raise KeyIdRangeError(str(key))
+    return key
+
+
 def parse_timestamp(value: Any) -> datetime | None:
     """Quick, Draw!'s "2017-03-11 14:05:31.80194 UTC" (or ISO 8601, or Unix seconds) as aware UTC."""
+    if isinstance(value, str):  # the common case first (a str is no bool or number)
+        if not value:
+            return None
+        text = value.strip()
+        if text.endswith(" UTC"):
+            text = text[:-4] + "+00:00"
+        try:
+            stamp = datetime.fromisoformat(text)
+        except ValueError:
+            raise BadRecord(f"unreadable timestamp {value!r:.60}") from None
+        if stamp.tzinfo is None:
+            return stamp.replace(tzinfo=UTC)
+        return stamp.astimezone(UTC)
     if value is None or value == "":
         return None
-    from datetime import UTC
-
     if isinstance(value, bool):
         raise BadRecord("timestamp must be a string or a number, got a boolean")
     if isinstance(value, int | float):
         if not np.isfinite(value) or not 0 <= value < 2**32:
             raise BadRecord(f"timestamp {value!r} is not a plausible Unix time")
         return datetime.fromtimestamp(value, tz=UTC)
-    if not isinstance(value, str):
-        raise BadRecord(f"timestamp must be a string, got {type(value).__name__}")
-    text = value.strip()
-    if text.endswith(" UTC"):
-        text = text[:-4] + "+00:00"
-    try:
-        stamp = datetime.fromisoformat(text)
-    except ValueError:
-        raise BadRecord(f"unreadable timestamp {value!r:.60}") from None
-    if stamp.tzinfo is None:
-        stamp = stamp.replace(tzinfo=UTC)
-    return stamp.astimezone(UTC)
+    raise BadRecord(f"timestamp must be a string, got {type(value).__name__}")
 
 
 def format_timestamp(stamp: datetime) -> str:
@@ -324,6 +337,30 @@ def strokes_from_json(drawing: Any, limits: Limits = DEFAULT_LIMITS) -> list[np.
     return [points[offsets[i] : offsets[i + 1]] for i in range(len(lengths))]
 
 
+def strokes_from_text(text: str | bytes, limits: Limits = DEFAULT_LIMITS) -> list[np.ndarray]:
+    """`strokes_from_json` of a drawing's JSON text: the one-pass parser (`stroke_json`) where it
+    handles the text, else `orjson.loads` and `strokes_from_json`, whose errors are the reasons."""
+    strokes = _text_parser()(text, limits)
+    if strokes is not None:
+        return strokes
+    import orjson
+
+    try:
+        parsed = orjson.loads(text)
+    except orjson.JSONDecodeError as err:
+        raise BadRecord(f"drawing is not valid JSON: {err}") from None
+    return strokes_from_json(parsed, limits)
+
+
+@cache
+def _text_parser() -> Callable[[str | bytes, Limits], list[np.ndarray] | None]:
+    # Imported on first use: numba costs a fraction of a second to import, which only readers of
+    # drawing text (Kaggle CSVs) should pay.
+    from doodle.data.stroke_json import parse_drawing_text
+
+    return parse_drawing_text
+
+
 def check_points(points: np.ndarray, limits: Limits = DEFAULT_LIMITS) -> None:
     """Reject NaN/inf and absurd magnitudes in an (N, 2|3) point array."""
     if not np.isfinite(points).all():
@@ -339,8 +376,6 @@ def drawing_from_record(obj: Any, limits: Limits = DEFAULT_LIMITS, require_word:
 
     `drawing` may be the parsed list or its JSON text (as in Kaggle CSVs).
     """
-    import orjson
-
     if not isinstance(obj, dict):
         raise BadRecord(f"record must be a JSON object, got {type(obj).__name__}")
     if "key_id" not in obj:
@@ -350,11 +385,9 @@ def drawing_from_record(obj: Any, limits: Limits = DEFAULT_LIMITS, require_word:
     key_id = parse_key_id(obj["key_id"])
     raw_drawing = obj["drawing"]
     if isinstance(raw_drawing, str | bytes):
-        try:
-            raw_drawing = orjson.loads(raw_drawing)
-        except orjson.JSONDecodeError as err:
-            raise BadRecord(f"drawing is not valid JSON: {err}") from None
-    strokes = strokes_from_json(raw_drawing, limits)
+        strokes = strokes_from_text(raw_drawing, limits)
+    else:
+        strokes = strokes_from_json(raw_drawing, limits)
     word = obj.get("word")
     if word is not None and (not isinstance(word, str) or not word.strip()):
         raise BadRecord(f"word must be a non-empty string, got {word!r:.40}")

@@ -67,25 +67,14 @@ def drawings_to_table(drawings: Iterable[Drawing], source: str | Sequence[str] |
     drawings = list(drawings)
     n = len(drawings)
     sources = [source] * n if source is None or isinstance(source, str) else list(source)
-    stroke_counts = np.zeros(n, np.int64)
-    point_counts = np.zeros(n, np.int64)
-    flats, lens = [], []
-    has_time = np.zeros(n, bool)
-    for i, d in enumerate(drawings):
-        pts, offsets = d.to_flat(np.float64)
-        flats.append(pts)
-        lens.append(np.diff(offsets))
-        stroke_counts[i] = len(offsets) - 1
-        point_counts[i] = len(pts)
-        has_time[i] = pts.shape[1] == 3
+    points = _batch_points(drawings)
+    if points is None:
+        points = _points_per_drawing(drawings)
+    stroke_counts, point_counts, stroke_len, xs, ys, ts, has_time = points
     point_offsets = np.zeros(n + 1, np.int64)
     np.cumsum(point_counts, out=point_offsets[1:])
     stroke_offsets = np.zeros(n + 1, np.int64)
     np.cumsum(stroke_counts, out=stroke_offsets[1:])
-    xs = _concat([p[:, 0] for p in flats], np.float64)
-    ys = _concat([p[:, 1] for p in flats], np.float64)
-    ts = _concat([p[:, 2] if p.shape[1] == 3 else np.zeros(len(p), np.float64) for p in flats], np.float64)
-    stroke_len = _concat(lens, np.int32).astype(np.int32)
     bitmaps = [None if d.bitmap is None else np.asarray(d.bitmap, np.uint8).tobytes() for d in drawings]
     columns = {
         "key_id": pa.array([d.key_id for d in drawings], pa.uint64()),
@@ -103,6 +92,61 @@ def drawings_to_table(drawings: Iterable[Drawing], source: str | Sequence[str] |
         "source": pa.array(sources, pa.string()),
     }
     return pa.table(columns)
+
+
+_Points = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+"""Per drawing: stroke counts, point counts; per stroke: int32 lengths; per point: float64 x, y, t
+(0 where untimed); per drawing: whether timed."""
+
+
+def _batch_points(drawings: list[Drawing]) -> _Points | None:
+    """The point columns of the whole batch from one concatenation of all its strokes, with no
+    numpy call per drawing; None where the strokes are not all (n, 2) or all (n, 3) real numbers
+    (a batch of raw and simplified drawings): then `_points_per_drawing`, which copes with any."""
+    per_drawing = [d.strokes for d in drawings]
+    strokes = [s for group in per_drawing for s in group]
+    if not strokes:
+        return None
+    try:
+        flat = np.concatenate(strokes)  # raises on strokes of different widths or dimensions
+    except (ValueError, TypeError):  # the general way then raises its own error, if any
+        return None
+    if flat.ndim != 2 or flat.shape[1] not in (2, 3) or flat.dtype.kind not in "fiu":
+        return None
+    width = flat.shape[1]
+    # one copy into a (width, N) block: x, y (and t) each contiguous, as the Arrow columns take them
+    columns = np.ascontiguousarray(flat.T, dtype=np.float64)
+    stroke_counts = np.fromiter(map(len, per_drawing), np.int64, len(per_drawing))
+    stroke_len = np.fromiter(map(len, strokes), np.int64, len(strokes))
+    ends = np.zeros(len(strokes) + 1, np.int64)
+    np.cumsum(stroke_len, out=ends[1:])
+    stroke_offsets = np.zeros(len(drawings) + 1, np.int64)
+    np.cumsum(stroke_counts, out=stroke_offsets[1:])
+    point_counts = np.diff(ends[stroke_offsets])
+    # every drawing with strokes has this width; one without (a bitmap) has no timing
+    has_time = stroke_counts > 0 if width == 3 else np.zeros(len(drawings), bool)
+    ts = columns[2] if width == 3 else np.zeros(len(flat), np.float64)
+    return stroke_counts, point_counts, stroke_len.astype(np.int32), columns[0], columns[1], ts, has_time
+
+
+def _points_per_drawing(drawings: list[Drawing]) -> _Points:
+    n = len(drawings)
+    stroke_counts = np.zeros(n, np.int64)
+    point_counts = np.zeros(n, np.int64)
+    flats, lens = [], []
+    has_time = np.zeros(n, bool)
+    for i, d in enumerate(drawings):
+        pts, offsets = d.to_flat(np.float64)
+        flats.append(pts)
+        lens.append(np.diff(offsets))
+        stroke_counts[i] = len(offsets) - 1
+        point_counts[i] = len(pts)
+        has_time[i] = pts.shape[1] == 3
+    xs = _concat([p[:, 0] for p in flats], np.float64)
+    ys = _concat([p[:, 1] for p in flats], np.float64)
+    ts = _concat([p[:, 2] if p.shape[1] == 3 else np.zeros(len(p), np.float64) for p in flats], np.float64)
+    stroke_len = _concat(lens, np.int32).astype(np.int32)
+    return stroke_counts, point_counts, stroke_len, xs, ys, ts, has_time
 
 
 def table_to_drawings(table: pa.Table | pa.RecordBatch) -> list[Drawing]:
