@@ -12,7 +12,7 @@ drawing grows with its segments, so a side timed on a subset would be timed on d
   it for this very encoding (shared/seeds, "draw_cv2_color"): per drawing, a Python loop over
   the segments of the strokes as integer lists (the competition's format), the colour computed
   per segment with np.sqrt on Python numbers, cv2.line (width 6, cv2's default LINE_8) on a
-  256x256x3 canvas, then cv2.resize (default bilinear) to the target size. The targets
+  256x256x3 canvas, then cv2.resize (default bilinear) to the target size. The goals
   (>= 50x at 64 px, >= 20x at 128 px) are checked against this loop;
 * tight: the same loop written tighter (float lists, math.hypot instead of np.sqrt on numpy
   scalars): about twice as fast, so the stricter yardstick; and the tight loop with anti-aliased
@@ -26,7 +26,7 @@ drawing grows with its segments, so a side timed on a subset would be timed on d
 * doodle hard: the packed render with antialias=False, hard-edged like the loops' LINE_8.
 
 It prints drawings/s for each and the ratios, each the median over repeats of the two rates
-timed in the same repeat: packed / kaggle (the target; the two are timed back to back),
+timed in the same repeat: packed / kaggle (the goal; the two are timed back to back),
 packed / tight, packed / anti-aliased tight and hard / tight (each side with the same kind of
 edges).
 """
@@ -211,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     header = f"{'data':<11}{'size':>5}{'kaggle/s':>10}{'tight/s':>9}{'AA tight/s':>11}{'packed/s':>10}"
     print(header + f"{'drawings/s':>11}{'hard/s':>9}{'ratio':>8}{'vs tight':>9}{'vs AA':>7}{'hard':>7}")
-    print("  (ratio = packed / kaggle, the target; vs tight = packed / tight loop; vs AA = packed /")
+    print("  (ratio = packed / kaggle, the goal; vs tight = packed / tight loop; vs AA = packed /")
     print("   anti-aliased tight loop; hard = hard-edged packed / tight loop; drawings/s = from a")
     print("   Drawing list, packing included)")
     ok = True
@@ -252,10 +252,10 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"{kind:<11}{size:>5}{k_s:>10,.0f}{t_s:>9,.0f}{aa_s:>11,.0f}{o_s:>10,.0f}{l_s:>11,.0f}{h_s:>9,.0f}"
                 f"{ratio:>7.1f}x{paired_ratio(r_ours, r_tight):>8.1f}x{paired_ratio(r_ours, r_aa):>6.1f}x"
-                f"{paired_ratio(r_hard, r_tight):>6.1f}x   (target {target}x; the same {sides.n} drawings for "
+                f"{paired_ratio(r_hard, r_tight):>6.1f}x   (goal {target}x; the same {sides.n} drawings for "
                 f"every side, {n_pts / sides.n:.0f} points each)"
             )
-    print("targets met" if ok else "targets NOT met")
+    print("goals met" if ok else "goals NOT met")
     return 0 if ok else 1
 
 

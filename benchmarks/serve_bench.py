@@ -11,7 +11,7 @@ machine before any model runs. For each backend the script starts `doodle serve 
 itself (a separate process, as in production), waits for /healthz, warms up, then for each
 concurrency C keeps C requests in flight for `--seconds`, each POSTing a real raw drawing (strokes
 with timing, as the drawing page sends them) and checking the answer is a 200 with guesses. It
-prints one row per backend and concurrency and the target check (p50 <= 10 ms and p99 <= 30 ms at
+prints one row per backend and concurrency and the goal check (p50 <= 10 ms and p99 <= 30 ms at
 concurrency 8, ONNX Runtime).
 
 The client is a minimal HTTP/1.1 keep-alive client on asyncio streams, one connection per
@@ -441,7 +441,7 @@ def main() -> None:
         if (backend, TARGET_CONCURRENCY) in results:
             p50, p99 = results[backend, TARGET_CONCURRENCY]
             ok = p50 <= TARGET_P50_MS and p99 <= TARGET_P99_MS
-            print(f"target ({backend}, concurrency {TARGET_CONCURRENCY}): p50 {p50:.2f} ms <= {TARGET_P50_MS:g} and "
+            print(f"goal ({backend}, concurrency {TARGET_CONCURRENCY}): p50 {p50:.2f} ms <= {TARGET_P50_MS:g} and "
                   f"p99 {p99:.2f} ms <= {TARGET_P99_MS:g}: {'MET' if ok else 'NOT MET'}")
 
 

@@ -50,10 +50,10 @@ def test_the_benchmark_runs_end_to_end(bench, quickdraw, capsys):
     args = ["--n", "12", "--repeats", "1", "--batch", "8", "--shared", str(quickdraw.parent)]
     code = bench.main(args)
     out = capsys.readouterr().out
-    assert code in (0, 1)  # whether tiny timings meet the targets is noise; the table is the point
+    assert code in (0, 1)  # whether tiny timings meet the goals is noise; the table is the point
     rows = [line for line in out.splitlines() if line.startswith(("simplified", "raw"))]
-    assert len(rows) == 4 and all("(target" in row for row in rows)
-    assert ("targets met" in out) != ("targets NOT met" in out)
+    assert len(rows) == 4 and all("(goal" in row for row in rows)
+    assert ("goals met" in out) != ("goals NOT met" in out)
 
 
 def test_loaded_drawings_come_from_every_file(bench, quickdraw):

@@ -495,11 +495,12 @@ def snapshot_files(run: PathLike, last: int) -> list[Path]:
     from doodle.errors import DoodleError
     from doodle.runs import Run
 
-    files = Run(Path(run)).snapshots()
+    handle = Run(Path(run))
+    files = handle.snapshots()
     if last < 1:
         raise DoodleError(f"average the last K snapshots: K must be at least 1, got {last}")
     if len(files) < last:
-        raise DoodleError(f"{run} has {len(files)} snapshot(s) in {Run(Path(run)).snapshot_dir}, fewer than the "
+        raise DoodleError(f"{run} has {len(files)} snapshot(s) in {handle.snapshot_dir}, fewer than the "
                           f"{last} asked for")
     return files[-last:]
 

@@ -81,12 +81,11 @@ def resume(run: str | Path, overrides: list[str] | None = None, *, preset: str |
 class Trainer:
     """One training run; `run()` does it. Split in small methods, each one job."""
 
-    _found_batch: dict = {}  # run.json's record of what find_batch changed: {"found_batch": [before, after]}
-
     def __init__(self, cfg: TrainConfig, data: Path | None, out: Path, env: Env, resume: bool):
         from doodle.train.logger import RunLogger
 
         self.out, self.env = out, env
+        self._found_batch: dict = {}  # run.json's record of what find_batch changed: {"found_batch": [before, after]}
         self.run_dir = self._open_run(resume)
         self.cfg = checked_resume_config(self.run_dir, cfg) if resume else cfg
         self.data = self._store(data, resume)
