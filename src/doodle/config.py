@@ -134,8 +134,9 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields))
     if unknown:
+        hints = "".join(f"; did you mean {near}?" for near in (nearest_key(cls, k, where) for k in unknown) if near)
         raise DoodleError(f"unknown config key{'s' if len(unknown) > 1 else ''} "
-                          f"{', '.join(where + k for k in unknown)}; valid keys here: {', '.join(fields)}")
+                          f"{', '.join(where + k for k in unknown)}{hints}; valid keys here: {', '.join(fields)}")
     hints = typing.get_type_hints(cls)
     kwargs = {name: _convert(hints[name], value, f"{where}{name}") for name, value in data.items()}
     try:
@@ -144,6 +145,32 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
         raise DoodleError(f"{where}{err}") from None
     except (TypeError, ValueError) as err:
         raise DoodleError(f"{where or cls.__name__}: {err}") from None
+
+
+def dotted_keys(cls: type, prefix: str = "") -> list[str]:
+    """Every settable key of config class `cls`, dotted: ["epochs", "optim.lr", ...]."""
+    keys = []
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        tp = typing.get_type_hints(cls)[f.name]
+        keys += dotted_keys(tp, f"{prefix}{f.name}.") if dataclasses.is_dataclass(tp) else [prefix + f.name]
+    return keys
+
+
+def nearest_key(cls: type, key: str, where: str = "") -> str | None:
+    """The valid key a misspelt `key` (found in section `where` of `cls`) most likely meant: a
+    close spelling at the same level, else a field of that name in a sub-section ("lr" -> "optim.lr")."""
+    import difflib
+
+    names = [f.name for f in dataclasses.fields(cls) if f.init]
+    close = difflib.get_close_matches(key, names, n=1, cutoff=0.7)
+    if close:
+        return where + close[0]
+    nested = [k for k in dotted_keys(cls) if "." in k]
+    deeper = [k for k in nested if k.rsplit(".", 1)[1] == key]
+    deeper = deeper or difflib.get_close_matches(key, nested, n=1, cutoff=0.85)
+    return where + deeper[0] if deeper else None
 
 
 _YAML_BOOL_WORDS = {False: ("off", "no", "false"), True: ("on", "yes", "true")}

@@ -8,7 +8,17 @@ import argparse
 import pytest
 
 from doodle.cli import build_parser
-from doodle.cli.options import at_least, fraction, non_negative_float, positive_float
+from doodle.cli.options import (
+    at_least,
+    existing_path,
+    fraction,
+    non_negative_float,
+    positive_float,
+    run_or_checkpoint,
+    store_folder,
+)
+
+PATHS = (existing_path, run_or_checkpoint, store_folder)
 
 
 def checked_options() -> list[tuple[str, argparse.Action]]:
@@ -31,14 +41,15 @@ def test_the_commands_that_write_data_check_their_numbers():
 
 @pytest.mark.parametrize(("command", "action"), CHECKED,
                          ids=[f"{c}{a.option_strings[0]}" for c, a in CHECKED])
-def test_an_out_of_range_value_is_one_usage_line(command: str, action: argparse.Action, capsys):
+def test_an_out_of_range_value_is_one_usage_line(command: str, action: argparse.Action, capsys, tmp_path):
     parser = build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
     required = [a for a in sub._actions if a.required or not a.option_strings]
     argv = [command]
+    (tmp_path / "_manifest.json").write_text("{}")  # a path that passes every path check
     for other in required:
         if other.dest != "help":
-            value = str(list(other.choices)[0]) if other.choices else "x"
+            value = str(list(other.choices)[0]) if other.choices else str(tmp_path) if other.type in PATHS else "x"
             argv += ([other.option_strings[0]] if other.option_strings else []) + [value]
     flag = action.option_strings[0]
     with pytest.raises(SystemExit) as exit_info:

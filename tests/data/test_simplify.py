@@ -332,8 +332,10 @@ def test_cli_simplify_writes_google_layout(tmp_path, quickdraw):
 def test_cli_simplify_missing_source(tmp_path, capsys):
     from doodle.cli import main
 
-    assert main(["simplify", str(tmp_path / "nope.ndjson"), "--out", str(tmp_path / "o.ndjson")]) == 2
-    assert "no such file" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:  # refused while the command line is read, in one line
+        main(["simplify", str(tmp_path / "nope.ndjson"), "--out", str(tmp_path / "o.ndjson")])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == f"doodle simplify: error: {tmp_path / 'nope.ndjson'}: no such file or folder\n"
 
 
 # -- work limits -------------------------------------------------------------------------------------

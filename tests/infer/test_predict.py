@@ -188,7 +188,9 @@ def test_cli(quickdraw, fake_run, tmp_path, capsys):
     assert "50 rows" in capsys.readouterr().out
     _, body = read_rows(out)
     assert len(body) == 50
-    assert main(["predict", str(tmp_path / "nowhere"), "--data", str(out), "--out", str(tmp_path / "x.csv")]) == 2
+    with pytest.raises(SystemExit) as exit_info:  # a missing run: refused while the command line is read
+        main(["predict", str(tmp_path / "nowhere"), "--data", str(out), "--out", str(tmp_path / "x.csv")])
+    assert exit_info.value.code == 2
     assert main(["predict", str(run), "--data", str(out), "--out", str(out)]) == 2  # refuses to overwrite input
     with pytest.raises(SystemExit) as exit_info:  # argparse refuses it: one usage line
         main(["predict", str(run), "--data", str(out), "--out", str(tmp_path / "y.csv"), "--batch-size", "0"])

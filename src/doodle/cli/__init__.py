@@ -15,6 +15,7 @@ import logging
 import os
 import sys
 
+from doodle.cli.options import Parser
 from doodle.errors import DoodleError
 from doodle.version import __version__
 
@@ -57,23 +58,51 @@ Run `doodle COMMAND --help` for the details of each.
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(  # its subcommands' parsers are of the same class
         prog="doodle", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--version", action="version", version=f"doodle {__version__}")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
-    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    _add_verbosity(parser, 0)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:  # every subcommand must import: a missing one is an error, never dropped
         importlib.import_module(f"doodle.cli.{name}").register(sub)
+    for command in sub.choices.values():  # `doodle train -q` as well as `doodle -q train`
+        if not any("--verbose" in a.option_strings for a in command._actions):
+            _add_verbosity(command, argparse.SUPPRESS)
     return parser
+
+
+def _add_verbosity(parser: argparse.ArgumentParser, default: object) -> None:
+    # SUPPRESS on a subcommand: its absence must not reset what was given before the subcommand
+    parser.add_argument("-v", "--verbose", action="count", default=default,
+                        help="more log output: -v doodle's debug messages, -vv every library's too")
+    parser.add_argument("-q", "--quiet", action="store_true", default=default or False,
+                        help="only warnings and errors: no progress bars, no info lines")
+
+
+def log_levels(verbose: int, quiet: bool) -> tuple[int, int]:
+    """(doodle's level, every other library's level) for -v/-vv/-q: by default doodle's info lines
+    and other libraries' warnings; -v adds doodle's debug lines and libraries' info, -vv all debug."""
+    if quiet:
+        return logging.WARNING, logging.WARNING
+    levels = [(logging.INFO, logging.WARNING), (logging.DEBUG, logging.INFO), (logging.DEBUG, logging.DEBUG)]
+    return levels[min(verbose, 2)]
+
+
+def _set_up_output(args: argparse.Namespace) -> None:
+    ours, others = log_levels(args.verbose, args.quiet)
+    logging.basicConfig(level=others, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("doodle").setLevel(ours)
+    if args.quiet:  # progress bars are not warnings: every tqdm bar, and the commands' own switch
+        os.environ["TQDM_DISABLE"] = "1"
+        if hasattr(args, "no_progress"):
+            args.no_progress = True
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    level = logging.WARNING if args.quiet else (logging.INFO, logging.DEBUG)[min(args.verbose, 1)]
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    _set_up_output(args)
     try:
         return int(args.func(args) or 0)
     except DoodleError as err:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from doodle.cli.options import at_least
+from doodle.cli.options import at_least, existing_path
 from doodle.errors import DoodleError
 
 EXAMPLES = """\
@@ -30,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Post-process saved predictions so that the number of drawings whose first guess is each class "
         "matches expected counts (uniform by default), with the iterative, greedy or min-cost-flow method.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("input", metavar="INPUT", help="predictions .parquet file")
+    p.add_argument("input", metavar="INPUT", type=existing_path, help="predictions .parquet file")
     p.add_argument("--out", required=True, type=Path, help="output .parquet (scores) or .csv (submission)")
     p.add_argument("--method", default="iterative", choices=["iterative", "greedy", "flow"],
                    help="balancing method (default iterative)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from doodle.cli.options import at_least, fraction, non_negative_float
+from doodle.cli.options import at_least, fraction, non_negative_float, run_or_checkpoint, store_folder
 from doodle.errors import DoodleError
 
 EXAMPLES = """\
@@ -30,8 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Find suspicious training drawings: score each by a trained model's loss and by image "
         "entropy, then write per-drawing weights (for training or a curriculum) and optionally a cleaned store.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("run", metavar="RUN", help="run folder or checkpoint trained on the store's classes")
-    p.add_argument("--data", required=True, type=Path, metavar="STORE", help="the store to score")
+    p.add_argument("run", metavar="RUN", type=run_or_checkpoint,
+                   help="run folder or checkpoint trained on the store's classes")
+    p.add_argument("--data", required=True, type=store_folder, metavar="STORE", help="the store to score")
     p.add_argument("--split", default="train", choices=["train", "val"], help="split to score (default train)")
     p.add_argument("--out", required=True, type=Path, help="scores .parquet to write")
     p.add_argument("--drop", type=fraction(upper_open=True), default=0.0,

@@ -6,6 +6,7 @@ import argparse
 from collections import Counter
 from pathlib import Path
 
+from doodle.cli.options import existing_path
 from doodle.errors import DoodleError
 
 EXAMPLES = """\
@@ -34,7 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("sources", nargs="+", metavar="SRC", help="files or folders to read (any format)")
+    parser.add_argument("sources", nargs="+", metavar="SRC", type=existing_path,
+                        help="files or folders to read (any format)")
     parser.add_argument("--out", required=True, type=Path, help="output file; its extension picks the format")
     parser.add_argument("--word", help="category for records without one (binary, npz, bitmaps, Kaggle test)")
     parser.add_argument("--test", action="store_true", help="CSV output in Kaggle's test layout")

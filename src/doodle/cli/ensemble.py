@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from doodle.cli.options import at_least, non_negative_float
+from doodle.cli.options import at_least, existing_path, non_negative_float
 from doodle.errors import DoodleError
 
 EXAMPLES = """\
@@ -41,7 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "or fitted on a labelled holdout), LightGBM stacking over candidate classes, or the rank-weighted vote "
         "of submission CSVs.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="predictions .parquet files (submission CSVs for vote)")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", type=existing_path,
+                   help="predictions .parquet files (submission CSVs for vote)")
     p.add_argument("--out", required=True, type=Path, help="output .parquet (probabilities) or .csv (submission)")
     p.add_argument("--method", default="mean", choices=["mean", "geom", "vote", "stack"],
                    help="mean (arithmetic, default), geom (geometric), vote (submission CSVs), stack (LightGBM)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from doodle.cli.options import at_least
+from doodle.cli.options import at_least, run_or_checkpoint
 
 EXAMPLES = """\
 examples:
@@ -35,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("run", metavar="RUN", help="a training run folder, or a checkpoint file")
+    p.add_argument("run", metavar="RUN", type=run_or_checkpoint, help="a training run folder, or a checkpoint file")
     p.add_argument("--format", default="onnx", choices=["onnx"], help="export format (onnx)")
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="folder to write")
     p.add_argument("--checkpoint", default="best", metavar="best|last|ema|PATH",
@@ -73,5 +73,4 @@ def run(args: argparse.Namespace) -> int:
         print(result.quantization)
     if result.agreement is not None:
         print(result.agreement)
-        print(f"max_abs_diff={result.agreement.max_abs_diff:.3g} top3_agreement={result.agreement.top3_agreement:.4f}")
     return 0

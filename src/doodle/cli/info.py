@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from doodle.cli.options import store_folder
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -13,7 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog="example:\n  doodle info store/ --all",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("store", metavar="STORE", help="a folder made by `doodle prepare`")
+    p.add_argument("store", metavar="STORE", type=store_folder, help="a folder made by `doodle prepare`")
     p.add_argument("--all", action="store_true", help="list every class, not only the 20 largest")
     p.set_defaults(func=run)
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 from collections.abc import Callable
+from typing import NoReturn
 
 
 def at_least(minimum: int) -> Callable[[str], int]:
@@ -70,3 +72,45 @@ def _number(text: str, kind: type) -> float:
     if kind is float and not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
     return value
+
+
+# -- paths: checked when the command line is read, before any heavy import (torch takes seconds to
+# load), so a typo in a path is answered at once. The messages are those the library raises later.
+PATH_ERRORS: set[str] = set()
+"""Messages of the path checks below: the parser prints these as one line, without the usage."""
+
+
+def _path_error(message: str) -> argparse.ArgumentTypeError:
+    PATH_ERRORS.add(message)
+    return argparse.ArgumentTypeError(message)
+
+
+def existing_path(text: str) -> str:
+    """A file or folder that exists."""
+    if not os.path.exists(text):
+        raise _path_error(f"{text}: no such file or folder")
+    return text
+
+
+def run_or_checkpoint(text: str) -> str:
+    """A training run folder or a checkpoint file (which checkpoint of a run is the command's choice)."""
+    if not (os.path.isfile(text) or os.path.isdir(text)):
+        raise _path_error(f"{text} is neither a checkpoint file nor a run folder")
+    return text
+
+
+def store_folder(text: str) -> str:
+    """A store made by `doodle prepare` (a folder with _manifest.json)."""
+    if not os.path.isfile(os.path.join(text, "_manifest.json")):
+        raise _path_error(f"{text} is not a doodle store (no _manifest.json)")
+    return text
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse's parser, except that a path that does not exist is one line, not usage + line."""
+
+    def error(self, message: str) -> NoReturn:
+        known = next((m for m in PATH_ERRORS if message.endswith(m)), None)
+        if known:
+            self.exit(2, f"{self.prog}: error: {known}\n")
+        super().error(message)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from doodle.cli.options import at_least
+from doodle.cli.options import at_least, existing_path, run_or_checkpoint
 from doodle.errors import DoodleError
 
 EXAMPLES = """\
@@ -47,8 +47,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("run", metavar="RUN", help="a training run folder, or a checkpoint file")
-    p.add_argument("--data", nargs="+", required=True, metavar="SRC", help="drawing files or folders to predict")
+    p.add_argument("run", metavar="RUN", type=run_or_checkpoint, help="a training run folder, or a checkpoint file")
+    p.add_argument("--data", nargs="+", required=True, metavar="SRC", type=existing_path,
+                   help="drawing files or folders to predict")
     p.add_argument("--out", required=True, type=Path,
                    help="submission CSV (.csv) or class probabilities (.parquet) to write")
     p.add_argument("--fallback-rows", action="store_true",

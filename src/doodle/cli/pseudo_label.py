@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from doodle.cli.options import fraction
+from doodle.cli.options import existing_path, fraction
 
 EXAMPLES = """\
 examples:
@@ -26,8 +26,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Label unlabelled drawings with the top-1 class of saved predictions where its probability "
         "reaches a threshold, and write them as a store that `doodle train` can mix with labelled data.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("predictions", metavar="PREDICTIONS", help="predictions .parquet of the drawings (doodle predict)")
-    p.add_argument("--data", nargs="+", required=True, metavar="SRC", help="the drawings those predictions are of")
+    p.add_argument("predictions", metavar="PREDICTIONS", type=existing_path,
+                   help="predictions .parquet of the drawings (doodle predict)")
+    p.add_argument("--data", nargs="+", required=True, metavar="SRC", type=existing_path,
+                   help="the drawings those predictions are of")
     p.add_argument("--out", required=True, type=Path, help="store folder to write")
     p.add_argument("--threshold", type=fraction(), default=0.9, help="least top-1 probability kept (default 0.9)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")

@@ -6,6 +6,7 @@ import argparse
 from collections import Counter
 from pathlib import Path
 
+from doodle.cli.options import existing_path
 from doodle.errors import DoodleError
 
 EXAMPLES = """\
@@ -34,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("sources", nargs="+", metavar="SRC", help="files or folders to read")
+    parser.add_argument("sources", nargs="+", metavar="SRC", type=existing_path, help="files or folders to read")
     parser.add_argument("--out", required=True, type=Path, metavar="FILE.ndjson", help="ndjson file to write")
     parser.set_defaults(func=run)
 
