@@ -13,8 +13,12 @@ import pytest
 
 from doodle.cli import main
 from doodle.errors import DoodleError
+from doodle.evaluate.examples import THUMBNAILS, ExampleKeeper
 from doodle.evaluate.report import compute, evaluate_file, evaluate_predictions, evaluate_run, predict_in_memory
+from doodle.evaluate.report_html import class_chart, headline, metric_cards, percent
 from doodle.infer.probabilities import Predictions, read_predictions, write_predictions
+
+from .report_helpers import POINTS_CLASSES, points_run
 
 CLASSES = ["cat", "dog", "eye"]
 # Drawing:      true   guesses (best first)   credit
@@ -62,12 +66,23 @@ def test_report_files_and_self_contained_html(tmp_path):
     html = (tmp_path / "rep" / "report.html").read_text()
     images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)
     assert len(images) == 3 and all(base64.b64decode(i).startswith(b"\x89PNG") for i in images)
-    assert not re.search(r'src="(?!data:)', html)  # nothing outside the file
-    assert "Proxy score" in html and "most-confused" in html.lower()
+    assert not re.search(r'(src|href)="(?!data:)', html) and "@import" not in html  # nothing outside the file
+    for section in ('id="headline"', 'id="examples"', 'id="per-class-chart"', 'id="pairs"', 'id="confusion"',
+                    'id="reliability"', 'id="per-class"'):
+        assert section in html, section
+    assert "The right word is the first guess for 40 % of 5 drawings and in the top three for 100 %." in html
+    assert html.count('class="explain"') == 6 and "proxy score" in html and "most-confused" in html.lower()
+    # a predictions file holds no drawings: the page says so and lists the examples without pictures
+    assert 'id="no-drawings"' in html and "<svg" not in html
+    # mistakes: key 2 (dog at 0.6), then keys 4 and 5 (0.5 each, the truth at 0.2 each: the earlier first)
+    assert [e.key_id for e in report.worst] == [2, 4, 5] and [e.key_id for e in report.best] == [3, 1]
+    assert "key_id 4" in html and html.count('class="example"') == 5
     rows = list(csv.DictReader((tmp_path / "rep" / "per_class.csv").read_text().splitlines()))
     assert [r["class"] for r in rows] == CLASSES
     saved = orjson.loads((tmp_path / "rep" / "metrics.json").read_bytes())
     assert saved["map3"] == pytest.approx(report.metrics["map3"])
+    assert saved["examples"]["worst"][0] == {"key_id": 2, "word": "cat", "guesses": [
+        {"word": w, "probability": pytest.approx(p, rel=1e-6)} for w, p in (("dog", 0.6), ("cat", 0.3), ("eye", 0.1))]}
     nothing = preds()
     nothing.words = []
     with pytest.raises(DoodleError, match="known class"):
@@ -77,7 +92,8 @@ def test_report_files_and_self_contained_html(tmp_path):
 def test_cli_on_a_predictions_file(tmp_path, capsys):
     write_predictions(preds(), tmp_path / "p.parquet")
     assert main(["evaluate", str(tmp_path / "p.parquet"), "--out", str(tmp_path / "r")]) == 0
-    assert "MAP@3 0.6944" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "MAP@3 0.6944" in out and "first guess for 50 % of 6 drawings and in the top three for 100 %." in out
     assert main(["evaluate", "runs/none", "--out", str(tmp_path / "r")]) == 2  # a model needs --data
 
 
@@ -187,29 +203,10 @@ def test_a_streamed_file_gives_the_in_memory_report(tmp_path, monkeypatch):
 
 
 def test_a_streamed_model_gives_the_in_memory_report(tmp_path, monkeypatch):
-    import torch
-
     import doodle.infer.predict as predict_mod
-    from doodle.data.synth import synth
-    from doodle.preprocess import InputConfig, Preprocessor
 
-    class PointsModel(torch.nn.Module):
-        """Class scores from the number of points: the guesses follow from the drawing alone."""
-
-        def __init__(self):
-            super().__init__()
-            self.w = torch.nn.Parameter(torch.tensor([0.3, -0.2, 0.1]))
-
-        def forward(self, batch):
-            return torch.sin(batch["lengths"].float()[:, None] * self.w[None, :] * 7)
-
-    names = ["circle", "square", "star"]
-    model_files = tmp_path / "data"
-    synth(model_files, per_class=9, classes=names)
-    (tmp_path / "run.pt").write_bytes(b"")
-    monkeypatch.setattr(predict_mod, "load_model", lambda path, weights="model": (
-        PointsModel().eval(), Preprocessor(InputConfig(max_points=256), "sequence"), list(names), {}))
-    in_memory = predict_in_memory(tmp_path / "run.pt", [model_files], batch_size=4, progress=False)
+    run, model_files = points_run(tmp_path, monkeypatch)
+    in_memory = predict_in_memory(run, [model_files], batch_size=4, progress=False)
     spies = []
     real = predict_mod.iter_predictions
 
@@ -218,12 +215,90 @@ def test_a_streamed_model_gives_the_in_memory_report(tmp_path, monkeypatch):
         return iter(spies[-1])
 
     monkeypatch.setattr(predict_mod, "iter_predictions", spied)
-    report = evaluate_run(tmp_path / "run.pt", [model_files], tmp_path / "rep", batch_size=4, progress=False)
+    report = evaluate_run(run, [model_files], tmp_path / "rep", batch_size=4, progress=False)
     assert spies[0].count == 7 and spies[0].most_alive <= 1  # 27 drawings, 4 at a time
-    metrics, per_class, confusion, _ = reference(in_memory.probs, in_memory.labels(), names)
+    metrics, per_class, confusion, _ = reference(in_memory.probs, in_memory.labels(), POINTS_CLASSES)
     assert report.metrics["n"] == 27 and np.array_equal(report.confusion, confusion)
     for key, value in metrics.items():
         assert report.metrics[key] == pytest.approx(value, rel=1e-9), key
+
+
+def test_a_model_report_draws_the_right_drawings(tmp_path, monkeypatch):
+    """The examples of a model's report are those of the in-memory scores, each with its own drawing."""
+    import doodle
+
+    run, data = points_run(tmp_path, monkeypatch, per_class=12)
+    whole = predict_in_memory(run, [data], progress=False)
+    report = evaluate_run(run, [data], tmp_path / "rep", batch_size=5, progress=False)
+    keeper = ExampleKeeper()
+    keeper.update(whole.probs, whole.labels(), whole.key_ids)
+    assert report.drawings and len(report.worst) == len(report.best) == THUMBNAILS  # 36 drawings, bounded
+    assert [e.key_id for e in report.worst] == [e.key_id for e in keeper.worst]
+    assert [e.key_id for e in report.best] == [e.key_id for e in keeper.best]
+    strokes = {d.key_id: d.strokes for d in doodle.read(data)}
+    for e in report.worst + report.best:
+        assert len(e.strokes) == len(strokes[e.key_id])
+        for got, want in zip(e.strokes, strokes[e.key_id], strict=True):
+            assert np.allclose(got, want[:, :2])
+    html = report.files["html"].read_text()
+    assert html.count('<svg class="drawing"') == 2 * THUMBNAILS and 'id="no-drawings"' not in html
+
+
+# -- the examples, the headline and the chart ----------------------------------------------------
+# row: true  probabilities       first guess (p)   kept as
+#  0   cat   .90 .05 .05         cat .90            best #2 (ties with row 5: the earlier one)
+#  1   cat   .20 .70 .10         dog .70            worst #3 (ties with row 4 at .70; the truth .20 > .10)
+#  2   dog   .10 .10 .80         eye .80            worst #1
+#  3   dog   .05 .95 .00         dog .95            best #1
+#  4   dog   .20 .10 .70         eye .70            worst #2
+#  5   cat   .90 .05 .05         cat .90            best #3 (k = 3)
+#  6   eye   .50 .30 .20         cat .50            - (the least sure mistake)
+SELECT_PROBS = np.array([[.9, .05, .05], [.2, .7, .1], [.1, .1, .8], [.05, .95, 0], [.2, .1, .7], [.9, .05, .05],
+                         [.5, .3, .2]])
+SELECT_LABELS = np.array([0, 0, 1, 1, 1, 0, 2])
+
+
+@pytest.mark.parametrize("batch", [1, 2, 3, 7])
+def test_the_worst_and_best_examples_whatever_the_batches(batch):
+    keeper = ExampleKeeper(k=3)
+    for start in range(0, 7, batch):
+        rows = slice(start, start + batch)
+        keeper.update(SELECT_PROBS[rows], SELECT_LABELS[rows], list(range(100 + start, 107)[:batch]))
+    assert [e.position for e in keeper.worst] == [2, 4, 1]
+    assert [e.position for e in keeper.best] == [3, 0, 5]
+    assert [e.key_id for e in keeper.worst] == [102, 104, 101]
+    four = keeper.worst[1]
+    assert four.label == 1 and four.truth == pytest.approx(.1) and four.strokes is None
+    assert four.guesses == [(2, pytest.approx(.7)), (0, pytest.approx(.2)), (1, pytest.approx(.1))]
+    two = ExampleKeeper(k=2)
+    two.update(SELECT_PROBS, SELECT_LABELS)
+    assert [e.position for e in two.best] == [3, 0] and two.worst[0].key_id is None
+
+
+def test_the_headline_and_the_metric_lines():
+    m = {"n": 1083, "classes": 15, "acc1": 0.93, "acc3": 0.98, "map3": 0.9512, "log_loss": np.log(2), "ece": 0.031,
+         "proxy_score": 120.0, "proxy_score_per_drawing": 120 / 1083}
+    assert headline(m) == ("The right word is the first guess for 93 % of 1,083 drawings and in the top three "
+                           "for 98 %.")
+    assert headline({**m, "n": 1, "acc1": 1.0, "acc3": 1.0}) == (
+        "The right word is the first guess for 100 % of 1 drawing and in the top three for 100 %.")
+    cards = {name: (value, text) for name, value, text in metric_cards(m)}
+    assert list(cards) == ["MAP@3", "acc@1", "acc@3", "log-loss", "calibration error", "proxy score"]
+    assert cards["MAP@3"][0] == "0.951" and cards["acc@3"][0] == "98 %" and cards["calibration error"][0] == "3.1 pts"
+    assert "right word 50 %" in cards["log-loss"][1]  # exp(-log 2): half the probability on a typical drawing
+    assert "fair share of 72.2" in cards["proxy score"][1] and cards["proxy score"][0] == "120"
+    assert [percent(x) for x in (0, 0.0004, 0.5, 0.997, 0.9996, 1)] == ["0 %", "0.1 %", "50 %", "99.7 %", "99.9 %",
+                                                                       "100 %"]
+
+
+def test_the_chart_shows_the_hardest_and_easiest_of_many_classes():
+    rows = [{"class": f"w{i:03d}", "n": 10, "acc1": (i % 100) / 100, "acc3": 1.0} for i in range(345)]
+    chart = class_chart(rows + [{"class": "empty", "n": 0, "acc1": float("nan"), "acc3": float("nan")}])
+    names = re.findall(r'<span class="name">(w\d+)</span>', chart)
+    assert len(names) == 40 and "The 20 hardest words" in chart and "The 20 easiest words" in chart
+    assert names[:4] == ["w000", "w100", "w200", "w300"] and names[-1] == "w299"  # worst first, best last
+    small = class_chart(rows[:15])
+    assert small.count('class="bar-row"') == 15 and "All 15 words, hardest first" in small
 
 
 class Wrapped:
@@ -236,3 +311,22 @@ class Wrapped:
 
     def __len__(self):
         return len(self.key_ids)
+
+
+def test_the_drawing_tap_hands_each_batch_its_drawings_or_gives_up(tmp_path):
+    from doodle.data.drawing import Drawing
+    from doodle.evaluate.examples import DrawingTap
+    from doodle.evaluate.report import evaluate_batches
+
+    drawings = [Drawing(k, [np.array([[0.0, 0.0], [k, 1.0]])], "cat") for k in range(1, 7)]
+    tap = DrawingTap()
+    fed = tap.feed(drawings)
+    read = [next(fed) for _ in range(4)]  # the reader runs ahead of the predictions
+    assert tap.take(np.array([1, 2], np.uint64)) == read[:2] and tap.take([3]) == read[2:3]
+    assert tap.take([5]) is None and tap.broken  # 4 was next: the order is lost, and so are the thumbnails
+    assert list(fed) == drawings[4:] and not tap._queue  # nothing more is kept once broken
+    tap = DrawingTap()
+    list(tap.feed(drawings[:1]))
+    report = evaluate_batches([preds()], tmp_path / "rep", tap=tap)
+    html = report.files["html"].read_text()
+    assert not report.drawings and "could not be matched" in html and "<svg" not in html

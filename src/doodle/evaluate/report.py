@@ -5,12 +5,18 @@
     report = evaluate_predictions(preds, "report/")                    # predictions in memory
 
 Every figure is accumulated batch by batch (`ReportAccumulator`): memory holds one batch of
-scores and K x K counts, whatever the number of drawings (a 1,000,000-drawing holdout as well).
+scores, K x K counts and a fixed number of example drawings (the `THUMBNAILS` worst mistakes and
+surest right answers, `doodle.evaluate.examples`), whatever the number of drawings (a
+1,000,000-drawing holdout as well).
 
 Writes into the output folder (each file atomically):
 
-* `report.html`: everything below in one self-contained file (figures embedded as base64 PNG);
-* `metrics.json`: MAP@3, acc@1, acc@3, log-loss, expected calibration error, proxy score;
+* `report.html`: everything below in one self-contained file for people (`doodle.evaluate.report_html`):
+  a plain-words headline, each metric explained in a line, the worst mistakes and surest right
+  answers drawn with their top-3 guesses (from a model; a predictions file holds no drawings, and
+  the page says so), per-class accuracy bars, the figures embedded as base64 PNG;
+* `metrics.json`: MAP@3, acc@1, acc@3, log-loss, expected calibration error, proxy score, and the
+  shown examples (key id, true word, top-3 guesses);
 * `per_class.csv`: per class: drawings, acc@1 (recall), acc@3, MAP@3, precision, top-1 count,
   its expected count under a balanced distribution, and the class it is most often taken for;
 * `confusion.png` (row-normalised confusion matrix), `confused_pairs.png` (the most frequent
@@ -23,22 +29,23 @@ leaderboard); it is also given divided by N.
 
 from __future__ import annotations
 
-import base64
-import html
 import io
 import logging
 import os
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import orjson
 
+from doodle.data.drawing import Drawing
 from doodle.data.formats.common import atomic_output
 from doodle.errors import DoodleError
+from doodle.evaluate.examples import THUMBNAILS, DrawingTap, Example, ExampleKeeper, first_guess
 from doodle.evaluate.metrics import label_rank
+from doodle.evaluate.report_html import NO_DRAWINGS_MATCHED, Page, render_html
 from doodle.infer.probabilities import Predictions
 
 log = logging.getLogger(__name__)
@@ -64,6 +71,12 @@ class Report:
     """Per confidence bin: lo, hi, n, confidence (mean), accuracy."""
     files: dict[str, Path]
     """The files written, by kind."""
+    worst: list[Example] = field(default_factory=list)
+    """The worst mistakes shown (surest wrong first guess first)."""
+    best: list[Example] = field(default_factory=list)
+    """The surest right answers shown."""
+    drawings: bool = False
+    """Whether the examples carry their drawings (a model on drawings; not a predictions file)."""
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -77,10 +90,12 @@ class ReportAccumulator:
 
     Its size is K x K counts (the confusion matrix) plus a few K-vectors, whatever the number of
     drawings: per true class the MAP@3 credit and the hits at 1 and 3, per confidence bin the
-    drawings, their summed top-1 confidence and their right first guesses, and the summed log-loss.
+    drawings, their summed top-1 confidence and their right first guesses, and the summed log-loss;
+    and the `thumbnails` worst mistakes and surest right answers (`ExampleKeeper`: at most 2 x
+    `thumbnails` drawings).
     """
 
-    def __init__(self, classes: Sequence[str]):
+    def __init__(self, classes: Sequence[str], thumbnails: int = THUMBNAILS):
         k = len(classes)
         self.classes = list(classes)
         self.confusion = np.zeros((k, k), np.int64)
@@ -92,9 +107,12 @@ class ReportAccumulator:
         self.bin_right = np.zeros(RELIABILITY_BINS, np.int64)
         self.loss = 0.0
         self.n = 0
+        self.examples = ExampleKeeper(thumbnails)
 
-    def update(self, probs: np.ndarray, labels: np.ndarray) -> None:
-        """Add scores [B, K] of drawings with known classes `labels` [B] (0..K-1)."""
+    def update(self, probs: np.ndarray, labels: np.ndarray, key_ids: Sequence[int] | None = None,
+               drawings: Sequence[Drawing] | None = None) -> None:
+        """Add scores [B, K] of drawings with known classes `labels` [B] (0..K-1), with their key ids
+        and drawings when known (for the examples the report shows)."""
         probs = np.asarray(probs, np.float64)
         labels = np.asarray(labels, np.int64)
         if not len(labels):
@@ -110,6 +128,7 @@ class ReportAccumulator:
         true_p = probs[np.arange(len(labels)), labels] / np.maximum(probs.sum(1), 1e-12)
         self.loss += float(-np.log(np.clip(true_p, 1e-12, None)).sum())
         self.n += len(labels)
+        self.examples.update(probs, labels, key_ids, drawings)
 
     def _add_reliability(self, conf: np.ndarray, right: np.ndarray) -> None:
         edges = np.linspace(0, 1, RELIABILITY_BINS + 1)
@@ -174,13 +193,6 @@ class ReportAccumulator:
         """(metrics, per-class rows, confusion, most-confused pairs, reliability bins)."""
         bins, ece = self.reliability()
         return self.metrics(ece), self.per_class(), self.confusion.copy(), self.pairs(), bins
-
-
-def first_guess(probs: np.ndarray) -> np.ndarray:
-    """int64 [B] the best class per row, ties to the lower index, NaN last (`doodle.evaluate.metrics.topk`'s
-    first column, without sorting the rows)."""
-    scores = np.where(np.isnan(probs), -np.inf, probs)
-    return scores.argmax(1)
 
 
 def compute(probs: np.ndarray, labels: np.ndarray, classes: Sequence[str]) -> tuple[dict, list[dict], np.ndarray,
@@ -258,52 +270,19 @@ def plot_reliability(bins: list[dict], ece: float) -> bytes:
     return _png(fig)
 
 
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return "" if np.isnan(v) else f"{v:.4f}"
-    return html.escape(str(v))
-
-
-def render_html(report_metrics: dict, per_class: list[dict], pairs: list[tuple[str, str, int]],
-                images: dict[str, bytes], title: str) -> str:
-    """The self-contained HTML report."""
-    def img(name: str) -> str:
-        return f'<img alt="{name}" src="data:image/png;base64,{base64.b64encode(images[name]).decode()}">'
-
-    m = report_metrics
-    head = "".join(f"<tr><th>{html.escape(k)}</th><td>{_fmt(v)}</td></tr>" for k, v in m.items())
-    cols = list(per_class[0]) if per_class else []
-    rows = "".join("<tr>" + "".join(f"<td>{_fmt(r[c])}</td>" for c in cols) + "</tr>" for r in per_class)
-    pair_rows = "".join(f"<tr><td>{html.escape(t)}</td><td>{html.escape(p)}</td><td>{n}</td></tr>"
-                        for t, p, n in pairs)
-    return f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right}} img{{max-width:100%}}</style></head>
-<body><h1>{html.escape(title)}</h1>
-<h2>Headline</h2><p>MAP@3 <b>{m['map3']:.4f}</b>, acc@1 {m['acc1']:.4f}, acc@3 {m['acc3']:.4f} on {m['n']:,}
-drawings. Proxy score (sum over classes of |top-1 count - N/K|): {m['proxy_score']:.1f}
-({m['proxy_score_per_drawing']:.4f} per drawing).</p>
-<table>{head}</table>
-<h2>Confusion matrix</h2>{img('confusion')}
-<h2>Most-confused pairs</h2>{img('confused_pairs')}
-<table><tr><th>true</th><th>top-1 guess</th><th>drawings</th></tr>{pair_rows}</table>
-<h2>Reliability</h2>{img('reliability')}
-<h2>Per class</h2><table><tr>{''.join(f'<th>{html.escape(c)}</th>' for c in cols)}</tr>{rows}</table>
-</body></html>
-"""
-
-
-def accumulate(batches: Iterable[Predictions]) -> tuple[ReportAccumulator, int, dict]:
+def accumulate(batches: Iterable[Predictions], tap: DrawingTap | None = None
+               ) -> tuple[ReportAccumulator, int, dict]:
     """(the sums of the batches' labelled rows, unlabelled rows skipped, the first batch's meta),
-    taking one batch at a time: nothing of a batch is kept once it is added."""
+    taking one batch at a time: nothing of a batch is kept once it is added, but the few examples
+    the report shows (with their drawings, collected from `tap`, when given)."""
     acc, skipped, meta = None, 0, {}
     for batch in batches:
         if acc is None:
             acc, meta = ReportAccumulator(batch.classes), dict(batch.meta)
         labels = batch.labels()
         known = labels >= 0
-        acc.update(batch.probs[known], labels[known])
+        drawings = tap.take(batch.key_ids) if tap is not None else None
+        acc.update(batch.probs[known], labels[known], batch.key_ids[known], _known(drawings, known))
         skipped += int((~known).sum())
     if acc is None or not acc.n:
         raise DoodleError("no drawing with a known class among the predictions: nothing to evaluate "
@@ -311,46 +290,74 @@ def accumulate(batches: Iterable[Predictions]) -> tuple[ReportAccumulator, int, 
     return acc, skipped, meta
 
 
+def _known(drawings: list[Drawing] | None, known: np.ndarray) -> list[Drawing] | None:
+    return None if drawings is None else [d for d, k in zip(drawings, known, strict=True) if k]
+
+
 def evaluate_batches(batches: Iterable[Predictions], out_dir: PathLike, *, title: str = "doodle evaluation",
-                     meta: dict | None = None) -> Report:
+                     meta: dict | None = None, tap: DrawingTap | None = None) -> Report:
     """Write the report of labelled predictions given batch by batch (rows without a known class are
-    skipped) to `out_dir`; memory holds one batch at a time."""
-    acc, skipped, first_meta = accumulate(batches)
-    return report_of(acc, skipped, out_dir, title=title, meta=first_meta if meta is None else meta)
+    skipped) to `out_dir`; memory holds one batch at a time. `tap`: the drawings of the batches (the
+    report then draws its examples)."""
+    acc, skipped, first_meta = accumulate(batches, tap)
+    drawings = tap is not None and not tap.broken
+    missing = NO_DRAWINGS_MATCHED if tap is not None and tap.broken else ""
+    return report_of(acc, skipped, out_dir, title=title, meta=first_meta if meta is None else meta,
+                     drawings=drawings, missing=missing)
 
 
-def report_of(acc: ReportAccumulator, skipped: int, out_dir: PathLike, *, title: str, meta: dict) -> Report:
-    """Write the report of accumulated sums (`skipped` unlabelled rows) to `out_dir`."""
+def report_of(acc: ReportAccumulator, skipped: int, out_dir: PathLike, *, title: str, meta: dict,
+              drawings: bool = False, missing: str = "") -> Report:
+    """Write the report of accumulated sums (`skipped` unlabelled rows) to `out_dir`; `drawings`: the
+    examples carry their strokes (else `missing` says why not; default: a predictions file)."""
     metrics, per_class, confusion, pairs, bins = acc.result()
     metrics["unlabelled_skipped"] = skipped
-    return write_report(metrics, per_class, confusion, pairs, bins, acc.classes, out_dir, title=title, meta=meta)
+    page = Page(title, acc.classes, acc.examples.worst, acc.examples.best, drawings, meta, missing)
+    report = Report(metrics, per_class, confusion, pairs, bins, {}, page.worst, page.best, drawings)
+    report.files = write_report(report, page, out_dir)
+    return report
 
 
-def write_report(metrics: dict, per_class: list[dict], confusion: np.ndarray, pairs: list[tuple[str, str, int]],
-                 bins: list[dict], classes: Sequence[str], out_dir: PathLike, *, title: str, meta: dict) -> Report:
-    """Write the figures, tables and HTML of computed results into `out_dir` (each file atomically)."""
-    import csv
-
+def write_report(report: Report, page: Page, out_dir: PathLike) -> dict[str, Path]:
+    """Write the figures, tables and HTML of computed results into `out_dir` (each file atomically);
+    returns the files written, by kind."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    images = {"confusion": plot_confusion(confusion, classes), "confused_pairs": plot_pairs(pairs),
-              "reliability": plot_reliability(bins, metrics["ece"])}
-    files = {}
+    images = {"confusion": plot_confusion(report.confusion, page.classes), "confused_pairs": plot_pairs(report.pairs),
+              "reliability": plot_reliability(report.reliability, report.metrics["ece"])}
+    files = {name: out / f"{name}.png" for name in images}
+    files |= {"per_class": out / "per_class.csv", "metrics": out / "metrics.json", "html": out / "report.html"}
     for name, data in images.items():
-        files[name] = out / f"{name}.png"
         atomic_write(files[name], data)
+    atomic_write(files["per_class"], per_class_csv(report.per_class))
+    atomic_write(files["metrics"], metrics_json(report, page))
+    atomic_write(files["html"], render_html(report.metrics, report.per_class, report.pairs, images, page).encode())
+    return files
+
+
+def per_class_csv(per_class: list[dict]) -> bytes:
+    """The per-class rows as CSV (a header, then one line per class)."""
+    import csv
+
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(per_class[0]), lineterminator="\n")
     writer.writeheader()
     writer.writerows(per_class)
-    files["per_class"] = out / "per_class.csv"
-    atomic_write(files["per_class"], buf.getvalue().encode())
-    files["metrics"] = out / "metrics.json"
-    atomic_write(files["metrics"], orjson.dumps({**metrics, "reliability": bins, "meta": meta},
-                                                option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
-    files["html"] = out / "report.html"
-    atomic_write(files["html"], render_html(metrics, per_class, pairs, images, title).encode())
-    return Report(metrics, per_class, confusion, pairs, bins, files)
+    return buf.getvalue().encode()
+
+
+def metrics_json(report: Report, page: Page) -> bytes:
+    """metrics.json: the headline numbers, the reliability bins, the provenance and the shown examples."""
+    examples = {name: [example_json(e, page.classes) for e in kept]
+                for name, kept in (("worst", report.worst), ("best", report.best))}
+    return orjson.dumps({**report.metrics, "reliability": report.reliability, "meta": page.meta,
+                         "examples": examples}, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY)
+
+
+def example_json(e: Example, classes: Sequence[str]) -> dict:
+    """An example without its strokes: key id, true word and the top-3 guesses with probabilities."""
+    return {"key_id": e.key_id, "word": classes[e.label],
+            "guesses": [{"word": classes[c], "probability": p} for c, p in e.guesses]}
 
 
 def evaluate_predictions(preds: Predictions, out_dir: PathLike, *, title: str = "doodle evaluation") -> Report:
@@ -378,28 +385,31 @@ def _counted(batch: Predictions, bar: Any) -> Predictions:
 
 def model_predictions(run_or_checkpoint: PathLike, sources: Sequence[PathLike], *, checkpoint: str = "best",
                       average: Sequence[PathLike] = (), tta: Sequence[str] = (), tta_mean: str = "prob",
-                      batch_size: int = 256, device: Any = None, progress: bool = True
-                      ) -> tuple[dict, Iterator[Predictions]]:
+                      batch_size: int = 256, device: Any = None, progress: bool = True,
+                      tap: DrawingTap | None = None) -> tuple[dict, Iterator[Predictions]]:
     """(provenance, the predictions of a checkpoint for `sources` batch by batch): the model is loaded
-    now, and the drawings are read and predicted as the iterator is consumed."""
+    now, and the drawings are read and predicted as the iterator is consumed (each one passing
+    through `tap` when given)."""
     from doodle.infer.predict import load_predictor
 
     model, preprocessor, classes, _meta, described = load_predictor(run_or_checkpoint, checkpoint, average)
     meta = {"model": described, "tta": list(tta), "tta_mean": tta_mean}
     options = {"batch_size": batch_size, "device": device, "tta": list(tta), "tta_mean": tta_mean}
-    return meta, _model_batches(model, preprocessor, classes, sources, meta, options, progress)
+    return meta, _model_batches(model, preprocessor, classes, sources, meta, options, progress, tap)
 
 
 def _model_batches(model: Any, preprocessor: Any, classes: list[str], sources: Sequence[PathLike], meta: dict,
-                   options: dict, progress: bool) -> Iterator[Predictions]:
+                   options: dict, progress: bool, tap: DrawingTap | None) -> Iterator[Predictions]:
     from tqdm import tqdm
 
     from doodle.infer.predict import RejectCounter, iter_predictions, model_inputs
 
     rejects = RejectCounter()
     rows = 0
+    drawings = model_inputs(sources, rejects)
+    drawings = tap.feed(drawings) if tap is not None else drawings
     with tqdm(unit=" drawings", desc="evaluate", disable=not progress, dynamic_ncols=True) as bar:
-        for b in iter_predictions(model, preprocessor, model_inputs(sources, rejects), **options):
+        for b in iter_predictions(model, preprocessor, drawings, **options):
             rows += len(b)
             bar.update(len(b))
             yield Predictions(np.array(b.key_ids, np.uint64), b.probs, classes, list(b.words), b.time_features,
@@ -424,6 +434,8 @@ def predict_in_memory(run_or_checkpoint: PathLike, sources: Sequence[PathLike], 
 def evaluate_run(run_or_checkpoint: PathLike, sources: Sequence[PathLike], out_dir: PathLike, **options: Any
                  ) -> Report:
     """Predict labelled `sources` with a run (see `model_predictions` for `options`) and write the
-    report, accumulated batch by batch as the model predicts."""
-    meta, batches = model_predictions(run_or_checkpoint, sources, **options)
-    return evaluate_batches(batches, out_dir, title=f"doodle evaluation of {meta['model']}", meta=meta)
+    report, accumulated batch by batch as the model predicts; the examples it shows are drawn from the
+    drawings as they pass (`DrawingTap`), without a second read."""
+    tap = DrawingTap()
+    meta, batches = model_predictions(run_or_checkpoint, sources, tap=tap, **options)
+    return evaluate_batches(batches, out_dir, title=f"doodle evaluation of {meta['model']}", meta=meta, tap=tap)

@@ -1,0 +1,1 @@
+"""Tests of the evaluation: metrics, the report (in memory, streamed, in a browser), early guessing."""
