@@ -94,7 +94,8 @@ def test_cli_on_a_predictions_file(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "p.parquet"), "--out", str(tmp_path / "r")]) == 0
     out = capsys.readouterr().out
     assert "MAP@3 0.6944" in out and "first guess for 50 % of 6 drawings and in the top three for 100 %." in out
-    assert main(["evaluate", "runs/none", "--out", str(tmp_path / "r")]) == 2  # a model needs --data
+    (tmp_path / "run").mkdir()
+    assert main(["evaluate", str(tmp_path / "run"), "--out", str(tmp_path / "r")]) == 2  # a model needs --data
 
 
 # -- streamed, in bounded memory ---------------------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from doodle.cli.options import existing_path
 from doodle.cli.predict import add_model_options, check_model_options
 from doodle.errors import DoodleError
 
@@ -39,8 +40,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "matrix and most-confused pairs, a reliability diagram and the proxy score, bundled in one HTML report "
         "that explains each number in plain words.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("run", metavar="RUN", help="run folder, checkpoint file, or predictions .parquet")
-    p.add_argument("--data", nargs="+", default=[], metavar="SRC", help="labelled drawings (files, folders, STORE/val)")
+    p.add_argument("run", metavar="RUN", type=existing_path,
+                   help="run folder, checkpoint file, or predictions .parquet")
+    p.add_argument("--data", nargs="+", default=[], metavar="SRC", type=existing_path,
+                   help="labelled drawings (files, folders, STORE/val)")
     p.add_argument("--out", required=True, type=Path, help="report folder to write")
     add_model_options(p)  # --checkpoint, --average, --tta, --tta-mean, --batch-size, --device
     p.set_defaults(func=run)
