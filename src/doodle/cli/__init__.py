@@ -23,11 +23,14 @@ USER_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, e
 """File-system errors that are the environment's, not doodle's: reported in one line."""
 
 # In the order they appear in `doodle --help`: the pipeline's order.
-COMMANDS = ["synth", "download", "prepare", "info", "simplify", "convert", "render", "train", "predict", "evaluate",
+COMMANDS = ["quickstart", "synth", "download", "prepare", "info", "simplify", "convert", "render", "train", "predict", "evaluate",
             "ensemble", "balance", "pseudo_label", "clean", "export", "serve"]
 
 DESCRIPTION = """\
 doodle: recognise hand-drawn Quick, Draw! doodles.
+
+Real drawings to a live model in one command (download, prepare, train, evaluate, export, serve):
+  doodle quickstart --categories cat dog apple --out work/ --time-budget 15m
 
 The pipeline, one subcommand per stage:
   doodle synth --out data/synth
