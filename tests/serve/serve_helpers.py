@@ -114,11 +114,36 @@ class LiveServer:
             if not self.thread.is_alive() or time.monotonic() > deadline:
                 raise RuntimeError("uvicorn did not start")
             time.sleep(0.05)
+        wait_ready(lambda: _health_status(self.port))
         return self
 
     def __exit__(self, *exc) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=30)
+
+
+def wait_ready(status, timeout: float = 120.0) -> float:
+    """Poll `status()` (the /healthz status code, None while unreachable) until it is 200 (the
+    server has warmed up); returns the seconds waited."""
+    started = time.monotonic()
+    while (code := status()) != 200:
+        if code not in (None, 503) or time.monotonic() - started > timeout:
+            raise RuntimeError(f"the server did not become ready (last /healthz status {code})")
+        time.sleep(0.02)
+    return time.monotonic() - started
+
+
+def _health_status(port: int) -> int | None:
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("GET", "/healthz")
+        return conn.getresponse().status
+    except OSError:
+        return None
+    finally:
+        conn.close()
 
 
 def raw_drawings(quickdraw: Path, names: list[str]) -> list[dict]:

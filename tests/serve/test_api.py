@@ -4,6 +4,7 @@ think of getting a 4xx with a readable message, never a 5xx."""
 from __future__ import annotations
 
 import json
+import re
 import socket
 from concurrent.futures import ThreadPoolExecutor
 
@@ -154,10 +155,20 @@ def test_other_endpoints(client):
     assert "PredictResponse" in spec["components"]["schemas"]
     body = spec["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert set(body["properties"]) == {"strokes", "top_k"} and body["required"] == ["strokes"]
-    assert client.get("/docs").status_code == 200
+    assert health["ready"] is True
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "/docs-assets/swagger-ui-bundle.js" in docs.text
+    links = re.findall(r'(?:src|href)="([^"]*)"', docs.text)
+    assert len(links) >= 3 and all(link.startswith("/") and not link.startswith("//") for link in links), links
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css"):
+        assert client.get(f"/docs-assets/{asset}").status_code == 200
+    assert client.get("/redoc").status_code == 404  # ReDoc's bundle loads its logo from a CDN
+    icon = client.get("/favicon.ico")
+    assert icon.status_code == 200 and icon.headers["content-type"].startswith("image/svg+xml")
     page = client.get("/")
     assert page.status_code == 200 and "<canvas" in page.text and "/static/app.js" in page.text
-    for asset in ("app.js", "style.css"):
+    assert '<link rel="icon" type="image/svg+xml" href="/favicon.ico">' in page.text
+    for asset in ("app.js", "style.css", "favicon.svg"):
         assert client.get(f"/static/{asset}").status_code == 200
     assert client.get("/predict").status_code == 405
     assert client.get("/nothing-here").status_code == 404

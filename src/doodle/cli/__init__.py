@@ -23,8 +23,8 @@ USER_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, e
 """File-system errors that are the environment's, not doodle's: reported in one line."""
 
 # In the order they appear in `doodle --help`: the pipeline's order.
-COMMANDS = ["quickstart", "synth", "download", "prepare", "info", "simplify", "convert", "render", "train", "predict", "evaluate",
-            "ensemble", "balance", "pseudo_label", "clean", "export", "serve"]
+COMMANDS = ["quickstart", "synth", "download", "prepare", "info", "simplify", "convert", "render", "train", "predict",
+            "evaluate", "ensemble", "balance", "pseudo_label", "clean", "export", "serve"]
 
 DESCRIPTION = """\
 doodle: recognise hand-drawn Quick, Draw! doodles.

@@ -11,9 +11,10 @@ examples:
   doodle serve runs/resnet18 --backend torch    # eager PyTorch instead of ONNX Runtime
 
 Open the printed URL to draw (live top-3 guesses, undo, clear, a 20-second game). The API:
-POST /predict {"strokes": [[[x...], [y...], [t...]], ...], "top_k": 3}, GET /classes, GET /healthz,
-docs at /docs. Every flag can also come from the environment: DOODLE_HOST, DOODLE_PORT,
-DOODLE_BACKEND, DOODLE_THREADS, DOODLE_WORKERS, DOODLE_MAX_BATCH; and the limits, shown by /healthz:
+POST /predict {"strokes": [[[x...], [y...], [t...]], ...], "top_k": 3}, GET /classes, GET /healthz
+(503 with "ready": false while the server warms up, a few seconds after start), docs at /docs.
+Every flag can also come from the environment: DOODLE_HOST, DOODLE_PORT, DOODLE_BACKEND,
+DOODLE_THREADS, DOODLE_WORKERS, DOODLE_MAX_BATCH; and the limits, shown by /healthz:
 DOODLE_MAX_BODY_BYTES, DOODLE_MAX_STROKES, DOODLE_MAX_POINTS, DOODLE_MAX_TOP_K, DOODLE_MAX_SIMPLIFY_POINTS,
 DOODLE_MAX_SIMPLIFY_WORK, DOODLE_HEADER_TIMEOUT, DOODLE_BODY_TIMEOUT (seconds), DOODLE_MAX_HEADER_BYTES,
 DOODLE_MAX_CONNECTIONS.

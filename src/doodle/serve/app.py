@@ -3,8 +3,9 @@
     GET  /          the drawing page (live guesses, undo/clear, game mode)
     POST /predict   {"strokes": [[[x...], [y...], [t...]], ...], "top_k": 3} -> {"predictions": [...]}
     GET  /classes   the classes in label order
-    GET  /healthz   liveness, the model served, the limits
-    GET  /docs      OpenAPI docs (/openapi.json)
+    GET  /healthz   liveness, readiness (503 until warmed up), the model served, the limits
+    GET  /docs      OpenAPI docs (/openapi.json; Swagger UI served from here, `doodle.serve.docs`)
+    GET  /favicon.ico
 
 Bad input never reaches a 5xx: bodies over `max_body_bytes` are refused with 413 before parsing
 (by Content-Length, or by reading a chunked body up to the limit before the app sees it), wrong types, shapes and
@@ -24,15 +25,22 @@ that micro-batch the requests waiting (`inference.Batcher`): the event loop keep
 connections while the cores run the model, and a busy server spends less time per drawing. Drawings
 costlier to simplify than any real one are simplified on a thread of their own first, so they
 delay each other, not the others.
+
+At start-up the server warms up in the background (`Batcher.warm`: every numba kernel and the model
+at every batch size run once, seconds when the kernels are compiled or loaded); /healthz answers
+503 with `ready: false` until then, and a /predict sent meanwhile waits for it, so the first guess a
+user sees is as fast as later ones.
 """
 
 from __future__ import annotations
 
+import asyncio
 import email.message
 import gc
 import json
 import logging
 import sys
+import time
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -48,6 +56,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
 from doodle.data.drawing import Limits
+from doodle.serve.docs import add_docs, docs_urls, offline_assets
 from doodle.serve.inference import Batcher, Engine, InputError, SimplifyBudget, load_engine, to_drawing
 from doodle.serve.schemas import ClassesResponse, ErrorResponse, Health, PredictRequest, PredictResponse
 from doodle.serve.settings import ServeSettings
@@ -245,6 +254,28 @@ def _json_invalid(pos: int, reason: str) -> RequestValidationError:
                                     "input": {}, "ctx": {"error": reason}}])
 
 
+def _freeze_garbage() -> None:
+    """Move every object alive now out of the garbage collector's sight: the ~60,000 objects the
+    model, its libraries and the compiled kernels leave would make every full collection a ~40 ms
+    pause of the event loop; frozen, a collection sees only requests' objects."""
+    gc.collect()
+    gc.freeze()
+
+
+async def _warm_up(batcher: Batcher, ready: asyncio.Event) -> None:
+    """Run every compiled path once (`Batcher.warm`), then say ready. A warm-up that fails is
+    logged in one line and the server serves all the same (the requests then show the fault)."""
+    started = time.perf_counter()
+    try:
+        await anyio.to_thread.run_sync(batcher.warm)
+        _freeze_garbage()  # what compiling the kernels left behind
+        log.info("warmed up in %.1f s: ready", time.perf_counter() - started)
+    except Exception as err:  # noqa: BLE001 - the point: one line, and the server still answers
+        log.error("the warm-up failed: %s", one_line(err))
+    finally:
+        ready.set()
+
+
 def create_app(settings: ServeSettings | None = None, engine: Engine | None = None) -> FastAPI:
     """The app serving `settings.model` (loaded at start-up), or an already loaded `engine`."""
     settings = settings or ServeSettings.from_env()
@@ -257,22 +288,25 @@ def create_app(settings: ServeSettings | None = None, engine: Engine | None = No
             lambda: load_engine(settings.model, settings.backend, settings.checkpoint, settings.inference_threads))
         budget = SimplifyBudget(max_points=settings.max_simplify_points, max_work=settings.max_simplify_work)
         app.state.batcher = Batcher(app.state.engine, settings.workers, settings.max_batch, budget)
-        # The ~60,000 objects the model and its libraries leave would make every full garbage
-        # collection a ~40 ms pause of the event loop; freezing them leaves only requests' objects.
-        gc.collect()
-        gc.freeze()
+        app.state.ready = asyncio.Event()
+        _freeze_garbage()
         log.info("serving %s (%s, %d classes)", app.state.engine.description.get("name"), app.state.engine.backend,
                  len(app.state.engine.classes))
+        # warmed in the background: the port answers at once, /healthz says 503 until ready
+        warming = asyncio.get_running_loop().create_task(_warm_up(app.state.batcher, app.state.ready))
         try:
             yield
         finally:
+            warming.cancel()
             gc.unfreeze()
             app.state.batcher.close()
             if own:
                 app.state.engine.close()
 
-    app = FastAPI(title="doodle", version=__version__, lifespan=lifespan,
+    assets = offline_assets()
+    app = FastAPI(title="doodle", version=__version__, lifespan=lifespan, **docs_urls(assets),
                   description="Guess Quick, Draw! doodles: POST strokes, get the top guesses.")
+    add_docs(app, assets, favicon_url="/favicon.ico")
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(Guard)
 
@@ -298,6 +332,8 @@ def create_app(settings: ServeSettings | None = None, engine: Engine | None = No
         preprocessing (Google's simplification when the model was trained with it, then the model's
         encoding and size)."""
         body = parse_predict_body(await request.body(), request.headers.get("content-type"))
+        if not request.app.state.ready.is_set():
+            await request.app.state.ready.wait()  # a request during the warm-up waits for it
         eng: Engine = request.app.state.engine
         if body.top_k > settings.max_top_k:
             shown = body.top_k if body.top_k < 10**9 else f"a {len(str(body.top_k))}-digit number"
@@ -312,14 +348,28 @@ def create_app(settings: ServeSettings | None = None, engine: Engine | None = No
     async def classes(request: Request) -> ClassesResponse:
         return ClassesResponse(classes=request.app.state.engine.classes)
 
-    @app.get("/healthz", response_model=Health, summary="Liveness and the model served")
-    async def healthz(request: Request) -> Health:
+    @app.get("/healthz", response_model=Health, summary="Liveness, readiness and the model served",
+              responses={503: {"model": Health, "description": "still warming up (ready: false)"}})
+    async def healthz(request: Request) -> Response:
+        """200 once the server is warmed up (every compiled path run once, so the first guess is
+        as fast as later ones), 503 with `ready: false` before."""
         eng: Engine = request.app.state.engine
-        return Health(status="ok", classes=len(eng.classes), model=eng.description, limits=settings.limits)
+        ready = request.app.state.ready.is_set()
+        health = Health(status="ok" if ready else "warming", ready=ready, classes=len(eng.classes),
+                        model=eng.description, limits=settings.limits)
+        return Response(orjson.dumps(health.model_dump()), status_code=200 if ready else 503,
+                        media_type="application/json")
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
         return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    @app.get("/favicon.svg", include_in_schema=False)
+    async def favicon() -> FileResponse:
+        # an SVG under both names: browsers ask for /favicon.ico on their own, and take SVG there
+        return FileResponse(STATIC / "favicon.svg", media_type="image/svg+xml",
+                            headers={"cache-control": "public, max-age=86400"})
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app

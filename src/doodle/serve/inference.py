@@ -5,15 +5,19 @@ exported at start-up) and eager PyTorch (the checkpoint itself, for comparison i
 use `doodle.preprocess.Preprocessor` built from the model's own `InputConfig`, the object training
 and `doodle predict` use, so a drawing posted over HTTP becomes exactly the array the model saw.
 
-Posted strokes are raw canvas strokes of any scale, `[[x...], [y...], ([t...])]` each, as in
-Quick, Draw!'s raw files. A model trained with `input.simplify` first gets Google's simplification
-(align, scale to 0..255, resample, RDP), which uses x and y only, so it is applied with or without
-t; posting a raw drawing's strokes therefore gives exactly `doodle predict` on the raw file.
+Posted strokes are canvas strokes of any scale, `[[x...], [y...], ([t...])]` each, as in
+Quick, Draw!'s raw files, or strokes already simplified as Google's simplified files are. A model
+trained with `input.simplify` first gets Google's simplification (align, scale to 0..255, resample,
+RDP), which uses x and y only, so it is applied with or without t, to every drawing not already in
+the simplified form (`doodle.preprocess.is_simplified`: whole numbers spanning 0..255, no t), the test
+the `Preprocessor` of training and `doodle predict` makes too. Posting a drawing's strokes, raw,
+raw without t or simplified, therefore gives exactly `doodle predict` on a file of them.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shutil
 from collections.abc import Sequence
@@ -25,6 +29,7 @@ import numpy as np
 
 from doodle.data.drawing import BadRecord, Drawing, Limits, strokes_from_json
 from doodle.errors import DoodleError
+from doodle.preprocess import needs_simplification
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +83,9 @@ class Engine:
 
     def __init__(self, preprocessor: Any, classes: Sequence[str], description: dict[str, Any]):
         self.preprocessor = preprocessor
+        # `encode` takes drawings `simplified` has already seen: a drawing simplified there must not
+        # be tested (and perhaps simplified) again, so the encoder is the same one without that step
+        self._encoder = _without_simplification(preprocessor)
         self.classes = list(classes)
         self.description = description
 
@@ -91,17 +99,17 @@ class Engine:
         O(n) measure of what simplifying it costs."""
         from doodle.data.simplify import resampled_size
 
-        return resampled_size(drawing.strokes) if self.simplifies else 0
+        return resampled_size(drawing.strokes) if self.simplifies and needs_simplification(drawing) else 0
 
     def simplified(self, drawing: Drawing, budget: SimplifyBudget = UNLIMITED) -> Drawing:
         """`drawing` simplified as the model's training data was (itself when the model does not
-        simplify); InputError when it needs more than `budget`."""
-        if not self.simplifies:
+        simplify, or when it is already simplified); InputError when it needs more than `budget`."""
+        if not self.simplifies or not needs_simplification(drawing):
             return drawing
         from doodle.data.simplify import SimplifyLimitError, simplify
 
         try:
-            # untimed, so the Preprocessor leaves it as it is (it simplifies timed drawings itself)
+            # simplified, so the Preprocessor leaves it as it is (it would simplify a raw one itself)
             return simplify(drawing, max_points=budget.max_points, max_work=budget.max_work)
         except SimplifyLimitError as err:
             raise InputError(str(err)) from None
@@ -109,7 +117,7 @@ class Engine:
     def encode(self, simplified: Sequence[Drawing]) -> dict[str, np.ndarray]:
         """The model input of drawings already passed through `simplified`."""
         try:
-            return self.preprocessor(simplified)
+            return self._encoder(simplified)
         except (ValueError, IndexError) as err:  # defensive: validated input should never get here
             raise InputError(f"cannot preprocess the drawing: {err}") from None
 
@@ -146,6 +154,36 @@ class Engine:
         """Release what the engine holds (temporary files)."""
 
 
+def _without_simplification(preprocessor: Any) -> Any:
+    """`preprocessor` without its simplification step (None stays None: engines of the tests)."""
+    if preprocessor is None:
+        return None
+    from dataclasses import replace
+
+    from doodle.preprocess import Preprocessor
+
+    return Preprocessor(replace(preprocessor.config, simplify=False), preprocessor.kind)
+
+
+WARM_STROKES = [[[round(300 + 180 * math.cos(i / 7.5), 2) for i in range(48)],
+                 [round(260 + 150 * math.sin(i / 7.5), 2) for i in range(48)], [16.0 * i for i in range(48)]],
+                [[120.0, 300.5, 480.0], [500.0, 512.25, 500.0], [900.0, 1000.0, 1100.0]]]
+"""A small raw drawing (a circle and a line, canvas pixels, t in ms) for the warm-up."""
+
+
+def warm_drawings() -> list[Drawing]:
+    """One drawing of each kind of input the server is posted: raw with t, raw without t, and
+    Google-simplified; parsed as request bodies are, so the compiled kernels see the same array
+    types and layouts (numba compiles one version per layout)."""
+    from doodle.data.simplify import simplify
+
+    limits = Limits()
+    raw = to_drawing(WARM_STROKES, limits)
+    untimed = to_drawing([s[:2] for s in WARM_STROKES], limits)
+    simple = simplify(untimed).to_json_dict()["drawing"]
+    return [raw, untimed, to_drawing(simple, limits)]
+
+
 class OnnxEngine(Engine):
     backend = "onnx"
 
@@ -173,6 +211,10 @@ class TorchEngine(Engine):
 
         with torch.inference_mode():
             return forward_log_probs(self.model, batch, torch.device("cpu"))
+
+
+TOP_K_WARM = 3
+"""The guesses the warm-up asks for (the page's)."""
 
 
 class _Aside(Exception):
@@ -302,6 +344,22 @@ class Batcher:
                 return [answer for item in items for answer in self._infer([item])]
             return [err]
         return self.engine.answers(logp, [k for _, k in items])
+
+    def warm(self) -> None:
+        """Run every compiled path a request can take, on the threads requests run on, so the
+        first request is as fast as later ones: the numba kernels of measuring, simplifying (both
+        lanes' budgets) and rendering raw, untimed and simplified drawings, and the model at every
+        batch size up to `max_batch` (ONNX Runtime and PyTorch pay a first call for each shape).
+        Blocks until done (seconds, dominated by loading or compiling the kernels)."""
+        drawings = warm_drawings()
+        for d in drawings:
+            self.engine.simplify_size(d)
+            self._side.submit(self.engine.simplified, d, self.budget).result()
+        for n in range(1, self.max_batch + 1):
+            items = [(drawings[i % len(drawings)], TOP_K_WARM, False) for i in range(n)]
+            for answer in self._pool.submit(self._answer, items).result():
+                if isinstance(answer, BaseException):
+                    raise answer
 
     def close(self) -> None:
         """Stop the worker threads (after the batches already running)."""

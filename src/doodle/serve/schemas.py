@@ -48,9 +48,10 @@ class ClassesResponse(BaseModel):
 
 
 class Health(BaseModel):
-    """Liveness plus what is being served."""
+    """Liveness, readiness and what is being served."""
 
-    status: str
+    status: str = Field(description="ok once ready, warming before")
+    ready: bool = Field(description="warmed up: the first guess is as fast as later ones")
     classes: int
     model: dict
     limits: dict
