@@ -75,6 +75,7 @@ PATH_CHECKS = [
     (["predict", MISSING, "--data", "x.csv", "--out", "s.csv"], NOT_A_RUN),
     (["predict", ".", "--data", MISSING, "--out", "s.csv"], NO_SUCH),
     (["export", MISSING, "--out", "e"], NOT_A_RUN),
+    (["serve", MISSING], NO_SUCH),
     (["evaluate", MISSING, "--data", ".", "--out", "r"], NO_SUCH),
     (["evaluate", ".", "--data", MISSING, "--out", "r"], NO_SUCH),
     (["balance", MISSING, "--out", "x.csv"], NO_SUCH),

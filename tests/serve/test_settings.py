@@ -54,8 +54,10 @@ def test_bad_settings(monkeypatch, name, value, needle):
 
 
 def test_serve_refuses_a_missing_or_bad_model(tmp_path, capsys, tiny_export):
-    assert main(["serve", str(tmp_path / "nowhere")]) == 2
-    assert "does not exist" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:  # refused while the command line is read
+        main(["serve", str(tmp_path / "nowhere")])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == f"doodle serve: error: {tmp_path / 'nowhere'}: no such file or folder\n"
     (tmp_path / "junk.pt").write_bytes(b"junk")
     assert main(["serve", str(tmp_path / "junk.pt")]) == 2
     assert "not a readable checkpoint" in capsys.readouterr().err

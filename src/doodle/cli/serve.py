@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from doodle.cli.options import existing_path
+
 EXAMPLES = """\
 examples:
   doodle serve runs/resnet18                    # exports to ONNX at start-up, http://127.0.0.1:8000/
@@ -30,7 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("model", metavar="RUN_OR_EXPORT", help="export folder, run folder or checkpoint file")
+    p.add_argument("model", metavar="RUN_OR_EXPORT", type=existing_path,
+                   help="export folder, run folder or checkpoint file")
     p.add_argument("--host", default=None, help="interface (default 127.0.0.1, DOODLE_HOST)")
     p.add_argument("--port", type=int, default=None, help="port (default 8000, DOODLE_PORT)")
     p.add_argument("--checkpoint", default=None, metavar="best|last|ema|PATH",
