@@ -12,6 +12,7 @@ examples:
   doodle train --resume runs/cpu                                 # after an interruption: its own config
   doodle train --resume runs/cpu data.workers=4                  # only settings that keep the result may change
   torchrun --nproc_per_node 8 -m doodle train --config configs/seresnext50-128.yaml --data store/ --out runs/se50
+  doodle train --config configs/cpu.yaml --data store/ --out runs/cpu --time-budget 15m  # sized to 15 minutes
   doodle train --config configs/cpu.yaml --show-config                          # every option, documented
 
 RUN/ receives: config.yaml (resolved), run.json (the store, the code version), train.log, metrics.csv,
@@ -23,6 +24,13 @@ exact (the weights equal those of an uninterrupted run). Overrides given with it
 data.workers, threads, log_every, sync_check and keep_checkpoints; any other change (or a --config
 that differs from the saved one) is refused with the key, the saved value and the asked one.
 find_batch is never re-run on resume: the batch size it found is in the saved config.
+
+--time-budget (the key time_budget, in seconds) sizes the run to a wall-clock time on this machine:
+a few timed steps of the real batches, one validation, one checkpoint and the end are measured first
+(then undone), and max_steps and epochs are set to what fits with a 10 % margin, so the learning-rate
+schedule spans the real run. The values are saved in config.yaml (the measurement in run.json):
+--resume reuses them, and the same config.yaml with time_budget=0 trains the same run again. Should
+the steps run slower than measured, the run stops on the clock, validating and writing checkpoints.
 """
 
 
@@ -42,6 +50,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", metavar="RUN", help="the run folder to write")
     p.add_argument("--resume", nargs="?", const=True, default=None, metavar="RUN",
                    help="continue RUN (or --out) from its last checkpoint, with its saved config")
+    p.add_argument("--time-budget", metavar="DURATION",
+                   help="size the run to this wall-clock time: 900 (seconds), 90s, 15m, 1.5h (sets time_budget)")
     p.add_argument("--show-config", action="store_true", help="print the resolved config with docs and exit")
     p.set_defaults(func=run)
 
@@ -51,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
     from doodle.errors import DoodleError
     from doodle.train.config import TrainConfig
 
+    args.overrides = _with_budget(args)
     if args.resume is not None:
         return _resume(args)
     config = load_config(TrainConfig, args.config, args.overrides)
@@ -87,6 +98,22 @@ def _resume(args: argparse.Namespace) -> int:
     return _report(resume(run, overrides, preset=args.config, data=args.data), run)
 
 
+def _with_budget(args: argparse.Namespace) -> list[str]:
+    """The overrides, with --time-budget as time_budget=SECONDS (a bad duration is a DoodleError)."""
+    if args.time_budget is None:
+        return list(args.overrides)
+    from doodle.train.budget import parse_duration
+
+    return [*args.overrides, f"time_budget={parse_duration(args.time_budget)!r}"]
+
+
 def _report(summary: dict, out: str) -> int:
-    print(f"best validation MAP@3 {summary['best_map3']:.4f} at step {summary['best_step']}; run in {out}")
+    import logging
+
+    from doodle.train.progress import done_line
+
+    # The trainer logged this line (train.log and the console); under -q the console shows no info
+    # lines, so it is printed: a quiet run still ends by saying how it went.
+    if not logging.getLogger("doodle.train").isEnabledFor(logging.INFO):
+        print(done_line(summary, out))
     return 0

@@ -171,12 +171,15 @@ class TrainConfig:
     """Fraction of the scored drawings admitted in the first epoch (all of them by the last)."""
     sync_check: bool = False
     """Multi-process runs: check at every checkpoint that all ranks hold identical weights."""
+    time_budget: float = 0
+    """Wall-clock seconds the run may take on this machine (0: off); a calibration sets max_steps and epochs to fit."""
 
     def __post_init__(self) -> None:
         check_ranges(self, epochs=AT_LEAST_1, max_steps=AT_LEAST_0, accumulate=AT_LEAST_1, ema_decay=FRACTION,
                      average_last=AT_LEAST_0, eval_every=AT_LEAST_0, checkpoint_every=AT_LEAST_0,
                      keep_checkpoints=AT_LEAST_0, log_every=AT_LEAST_1, seed=Range(0, 2**32 - 1),
-                     threads=AT_LEAST_0, curriculum_start=PROBABILITY)
+                     threads=AT_LEAST_0, curriculum_start=PROBABILITY,
+                     time_budget=Range(0, 10**8))
         if self.average_weights == "ema" and self.ema_decay == 0:
             raise DoodleError("average_weights=ema needs EMA weights: set ema_decay (e.g. 0.999) or "
                               "average_weights=raw")

@@ -105,3 +105,12 @@ def weight_share(env: Env, weight: torch.Tensor) -> torch.Tensor:
     total = total.clone()
     dist.all_reduce(total)
     return total / env.world_size
+
+
+def any_rank(env: Env, flag: bool) -> bool:
+    """True on every rank when `flag` is true on any (ranks that decide alone could part ways and hang)."""
+    if not env.distributed:
+        return flag
+    value = torch.tensor([float(flag)], device=env.device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())

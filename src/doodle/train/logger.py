@@ -138,13 +138,28 @@ class RunLogger:
         """Training seconds so far, counting those of the run before a resume."""
         return self._offset + time.monotonic() - self._start
 
+    @property
+    def prior_seconds(self) -> float:
+        """Training seconds of the run before a resume (0 for a fresh run, and off rank 0)."""
+        return self._offset
+
+    def warning(self, msg: str) -> None:
+        """A warning line in train.log and on the console."""
+        if not self.enabled or self._log is None:
+            return
+        self._write(f"WARNING {msg}")
+        log.warning(msg)
+
+    def _write(self, msg: str) -> None:
+        stamp = datetime.now().strftime("%Y-%m-%d %H:%M:%S")
+        self._log.write(f"{stamp} [{_elapsed(self.seconds)}] {msg}\n")
+        self._log.flush()
+
     def info(self, msg: str) -> None:
         """A free-form line in train.log and on the console."""
         if not self.enabled or self._log is None:
             return
-        stamp = datetime.now().strftime("%Y-%m-%d %H:%M:%S")
-        self._log.write(f"{stamp} [{_elapsed(self.seconds)}] {msg}\n")
-        self._log.flush()
+        self._write(msg)
         log.info(msg)
 
     def log_train(self, step: int, epoch: float, loss: float, lr: float, images_per_s: float | None = None) -> None:

@@ -27,8 +27,10 @@ from doodle.preprocess import Preprocessor
 from doodle.runs import Run
 from doodle.runs.checkpoint import atomic_save, average_state_dicts, make_checkpoint, read_checkpoint
 from doodle.runs.resume import checked_resume_config
+from doodle.train import budget
+from doodle.train.budget import Cadence, Costs, budget_line, fit_steps, format_duration
 from doodle.train.config import TrainConfig
-from doodle.train.distributed import Env, barrier, setup, teardown, weights_in_sync
+from doodle.train.distributed import Env, any_rank, barrier, broadcast_object, setup, teardown, weights_in_sync
 from doodle.train.losses import make_loss, micro_batch_loss
 from doodle.train.optim import Schedule, build_optimizer
 
@@ -50,6 +52,8 @@ class TrainState:
     """Micro-batches per optimizer step now (grows on plateau)."""
     best_map3: float = -1.0
     best_step: int = -1
+    best_epoch: float = -1.0
+    """Epochs done at the best validation (a fraction for one inside an epoch)."""
     stale_evals: int = 0
     snapshots: list[str] = field(default_factory=list)
     """File names of the weight snapshots kept in RUN/checkpoints, oldest first (for averaging)."""
@@ -83,11 +87,15 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, data: Path | None, out: Path, env: Env, resume: bool):
         from doodle.train.logger import RunLogger
+        from doodle.train.progress import make_bar
 
+        self._t0, self._prior = time.monotonic(), 0.0  # the run's clock: a time budget counts its set-up too
         self.out, self.env = out, env
         self._found_batch: dict = {}  # run.json's record of what find_batch changed: {"found_batch": [before, after]}
+        self._budget: dict = {}  # run.json's record of what time_budget set: {"time_budget": {...}}
+        self._deadline, self._stopped_on_clock = float("inf"), False
         self.run_dir = self._open_run(resume)
-        self.cfg = checked_resume_config(self.run_dir, cfg) if resume else cfg
+        self.cfg = checked_resume_config(self.run_dir, self._as_budgeted(cfg)) if resume else cfg
         self.data = self._store(data, resume)
         self.classes: list[str] = load_manifest(self.data)["classes"]
         if not self.classes:
@@ -109,22 +117,32 @@ class Trainer:
             self.sample_weights = SampleWeights.from_config(cfg)
         if cfg.find_batch and not resume:  # never re-run on resume: the saved config holds its result
             self._find_batch()
-        self.optimizer = build_optimizer(cfg.optim, self.model)
-        self.state = TrainState(accumulate=cfg.accumulate)
-        self.schedule = Schedule(cfg.schedule, self.optimizer, cfg.optim.lr, self._total_steps())
         self.amp_dtype = self._amp_dtype()
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
-        self.ema = self._make_ema()
+        self._build_training()
         if resume:
             self._resume()
             self.current_input = self._preprocessor(max(self.state.epoch - (self.state.batch == 0), 0)).config
         self.ddp = self._wrap_ddp()
         self.logger = RunLogger(out, rank=env.rank, resume_step=self.state.step if resume else None)
+        self.bar = make_bar(0, enabled=False)  # the terminal's progress bar, made by run()
+        self._prior = self.logger.prior_seconds  # a resumed run's clock goes on from where it was
+        if cfg.time_budget:
+            self._budget_from_run() if resume else self._fit_budget()
         if env.is_main:
             save_config(cfg, self.run_dir.config_file)
-            self.run_dir.write_info(self.data, **self._found_batch)
+            self.run_dir.write_info(self.data, **self._found_batch, **self._budget)
 
     # -- set-up ---------------------------------------------------------------------------------
+    def _build_training(self) -> None:
+        """The optimizer, counters, schedule, scaler and EMA of a run at its first step."""
+        cfg = self.cfg
+        self.optimizer = build_optimizer(cfg.optim, self.model)
+        self.state = TrainState(accumulate=cfg.accumulate)
+        self.planned_steps = self._total_steps()
+        self.schedule = Schedule(cfg.schedule, self.optimizer, cfg.optim.lr, self.planned_steps)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.ema = self._make_ema()
+
     def _open_run(self, resume: bool) -> Run:
         """The run folder: opened (and checked resumable) to resume, else created empty."""
         if resume:
@@ -307,71 +325,98 @@ class Trainer:
 
     # -- the loop -------------------------------------------------------------------------------
     def run(self) -> dict:
+        from doodle.train.progress import log_beside, make_bar
+
         cfg, st = self.cfg, self.state
         name = cfg.model.family + ("" if self.input_kind == "sequence" and cfg.model.family == "sequence"
                                    else f"/{cfg.model.arch}")
         self.logger.info(f"training {name} on {self.data} ({len(self.classes)} classes) "
                          f"-> {self.out}; device {self.env.device}, {self.env.world_size} process(es)")
-        while st.epoch < cfg.epochs and not self._done():
-            self._train_epoch()
-            if cfg.eval_every == 0:
+        self.bar = make_bar(self.planned_steps, st.step, enabled=None if self.env.is_main else False)
+        with log_beside(self.bar), self.bar:
+            while st.epoch < cfg.epochs and not self._done():
+                self._train_epoch()
+                if cfg.eval_every == 0:
+                    self._evaluate()
+                if cfg.checkpoint_every == 0:
+                    self._checkpoint()
+            if cfg.eval_every and st.step % cfg.eval_every:
                 self._evaluate()
-            if cfg.checkpoint_every == 0:
+            if cfg.checkpoint_every and st.step % cfg.checkpoint_every:
                 self._checkpoint()
-        if cfg.eval_every and st.step % cfg.eval_every:
-            self._evaluate()
-        if cfg.checkpoint_every and st.step % cfg.checkpoint_every:
-            self._checkpoint()
         return self._finish()
 
     def _done(self) -> bool:
-        return bool(self.cfg.max_steps) and self.state.step >= self.cfg.max_steps
+        """max_steps reached, or (time_budget) the clock says the run must end now to finish in time.
+        Every rank calls it at the same points, so the clock check may agree across ranks there."""
+        if self._stopped_on_clock or (self.cfg.max_steps and self.state.step >= self.cfg.max_steps):
+            return True
+        if self.cfg.time_budget and any_rank(self.env, self._elapsed() > self._deadline):
+            self._stop_on_clock()
+        return self._stopped_on_clock
 
     def _train_epoch(self) -> None:
-        cfg, st = self.cfg, self.state
+        st = self.state
         dataset = self._batches(st.epoch)
         self._epoch_batches = len(dataset)
         self.current_input = self._preprocessor(st.epoch).config
         loader = self._loader(dataset, start=st.batch)
         self.ddp.train()
-        micro, n_micro, seen, loss_sum, tick = 0, 0, 0, 0.0, time.perf_counter()
+        self._window = [0, 0, 0.0, time.perf_counter()]  # since the last log line: micro-batches, drawings, loss, time
+        micro = 0
         for index in range(st.batch, len(dataset)):
-            batch = next(loader)
-            labels = batch["label"].to(self.env.device, non_blocking=True)
-            final_micro = micro + 1 == st.accumulate
-            # Between optimizer steps DDP must not all-reduce gradients (no_sync), for the forward and
-            # the backward pass alike; a context manager can be entered only once, so one block.
-            weight = (self.sample_weights.batch(batch["key_id"], st.epoch).to(self.env.device)
-                      if self.sample_weights else None)  # per-drawing loss weights (clean, curriculum)
-            with self.ddp.no_sync() if self.env.distributed and not final_micro else nullcontext():
-                with self._autocast():
-                    logits = self.ddp(self._to_device(batch))
-                    loss = micro_batch_loss(self.loss_fn, self.env, logits, labels, weight, st.accumulate)
-                self.scaler.scale(loss).backward()
-            loss_sum += float(loss.detach()) * st.accumulate
-            seen += len(labels)
             micro += 1
-            n_micro += 1
-            if not final_micro:
+            self._tally(*self._forward_backward(next(loader), micro == st.accumulate))
+            if micro < st.accumulate:
                 continue
             self._optimizer_step()
             micro = 0
             st.batch = index + 1
-            if st.step % cfg.log_every == 0:
-                elapsed = time.perf_counter() - tick
-                self.logger.log_train(st.step, st.epoch + st.batch / len(dataset), loss_sum / n_micro, self.schedule.lr,
-                                      seen * self.env.world_size / max(elapsed, 1e-9))
-                n_micro, seen, loss_sum, tick = 0, 0, 0.0, time.perf_counter()
-            if cfg.eval_every and st.step % cfg.eval_every == 0:
-                self._evaluate()
-                self.ddp.train()
-            if cfg.checkpoint_every and st.step % cfg.checkpoint_every == 0:
-                self._checkpoint()
+            self._after_step(len(dataset))
             if self._done():
                 return
         self.optimizer.zero_grad(set_to_none=True)  # a last incomplete accumulation is dropped
         st.epoch += 1
         st.batch = 0
+
+    def _forward_backward(self, batch: dict, final_micro: bool) -> tuple[int, torch.Tensor]:
+        """One micro-batch: forward, loss, backward (gradients all-reduced only on its step's last);
+        returns its drawings and its loss."""
+        st = self.state
+        labels = batch["label"].to(self.env.device, non_blocking=True)
+        # Between optimizer steps DDP must not all-reduce gradients (no_sync), for the forward and
+        # the backward pass alike; a context manager can be entered only once, so one block.
+        weight = (self.sample_weights.batch(batch["key_id"], st.epoch).to(self.env.device)
+                  if self.sample_weights else None)  # per-drawing loss weights (clean, curriculum)
+        with self.ddp.no_sync() if self.env.distributed and not final_micro else nullcontext():
+            with self._autocast():
+                logits = self.ddp(self._to_device(batch))
+                loss = micro_batch_loss(self.loss_fn, self.env, logits, labels, weight, st.accumulate)
+            self.scaler.scale(loss).backward()
+        return len(labels), loss.detach()
+
+    def _tally(self, drawings: int, loss: torch.Tensor) -> None:
+        """Count a micro-batch into the training loss and speed of the next log line."""
+        self._window[0] += 1
+        self._window[1] += drawings
+        self._window[2] += float(loss) * self.state.accumulate
+
+    def _after_step(self, batches: int) -> None:
+        """After optimizer step: the bar, the log line, validation and checkpoint when they are due."""
+        cfg, st = self.cfg, self.state
+        self.bar.update()
+        if st.step % cfg.log_every == 0:
+            n_micro, seen, loss_sum, tick = self._window
+            loss = loss_sum / max(n_micro, 1)
+            self.logger.log_train(st.step, st.epoch + st.batch / batches, loss, self.schedule.lr,
+                                  seen * self.env.world_size / max(time.perf_counter() - tick, 1e-9))
+            self.bar.set_postfix_str(f"loss {loss:.4f}", refresh=False)
+            self._window = [0, 0, 0.0, time.perf_counter()]
+        if cfg.eval_every and st.step % cfg.eval_every == 0:
+            self._evaluate()
+            self.ddp.train()
+        if cfg.checkpoint_every and st.step % cfg.checkpoint_every == 0:
+            self._checkpoint()
 
     def _optimizer_step(self) -> None:
         if self.cfg.optim.grad_clip > 0:
@@ -418,8 +463,6 @@ class Trainer:
         result = self.validate(self.eval_model()) if self.env.is_main else None
         barrier(self.env)
         if self.env.distributed:
-            from doodle.train.distributed import broadcast_object
-
             result = broadcast_object(self.env, result)
         if result is None:
             return
@@ -430,6 +473,7 @@ class Trainer:
         improved = result["map3"] > st.best_map3
         if improved:
             st.best_map3, st.best_step, st.stale_evals = result["map3"], st.step, 0
+            st.best_epoch = st.epoch + partial
             self._save_weights(self.run_dir.best, result)
         else:
             st.stale_evals += 1
@@ -450,6 +494,8 @@ class Trainer:
             return
         st.accumulate *= 2
         self.schedule.resize(st.step, left)
+        self.bar.total = st.step + left
+        self.bar.refresh()
         self.logger.info(f"validation MAP@3 plateaued: effective batch doubled (accumulate {st.accumulate}, "
                          f"{left} optimizer steps left)")
 
@@ -482,20 +528,23 @@ class Trainer:
             raise RuntimeError(f"step {st.step}: ranks hold different weights")
         if self.env.is_main:
             self._snapshot()  # first, so that last.pt lists its own snapshot
-            train_state = {
-                "counters": dataclasses.asdict(st),
-                "optimizer": self.optimizer.state_dict(),
-                "schedule": self.schedule.state_dict(),
-                "scaler": self.scaler.state_dict(),
-                "torch_rng": torch.get_rng_state(),
-                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            }
-            atomic_save(self._checkpoint_dict(self.model.state_dict(), None, train_state, ema_state=self._ema_state()),
-                        self.run_dir.last)
+            atomic_save(self._resumable(), self.run_dir.last)
         if cfg.sync_check and self.env.is_main:
             with open(self.out / "sync.log", "a") as handle:
                 handle.write(f"step {st.step}: weights in sync across {self.env.world_size} ranks\n")
         barrier(self.env)
+
+    def _resumable(self) -> dict:
+        """last.pt's content: the weights and everything a resume continues exactly from."""
+        train_state = {
+            "counters": dataclasses.asdict(self.state),
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        }
+        return self._checkpoint_dict(self.model.state_dict(), None, train_state, ema_state=self._ema_state())
 
     def _snapshot(self) -> None:
         keep = max(self.cfg.keep_checkpoints, self.cfg.average_last)
@@ -525,18 +574,182 @@ class Trainer:
         log.info("resumed %s at step %d (epoch %d, batch %d)", self.out, self.state.step, self.state.epoch,
                  self.state.batch)
 
+    # -- time budget ----------------------------------------------------------------------------
+    def _elapsed(self) -> float:
+        """Seconds this run has taken, set-up included (and, resumed, those before the resume)."""
+        return self._prior + time.monotonic() - self._t0
+
+    def _synced_clock(self) -> float:
+        """time.perf_counter once the device has done what it was given (CUDA runs asynchronously)."""
+        if self.env.device.type == "cuda":
+            torch.cuda.synchronize(self.env.device)
+        return time.perf_counter()
+
+    def _as_budgeted(self, cfg: TrainConfig) -> TrainConfig:
+        """A resume asked with the preset again (epochs and max_steps as they were before the budget
+        sized the run) continues the sized run: a budget is never re-measured on resume."""
+        record = self.run_dir.info().get("time_budget")
+        if record and cfg.time_budget == record["seconds"] and \
+                [cfg.epochs, cfg.max_steps] == [record["epochs"][0], record["max_steps"][0]]:
+            cfg.epochs, cfg.max_steps = record["epochs"][1], record["max_steps"][1]
+        return cfg
+
+    def _fit_budget(self) -> None:
+        """time_budget: set max_steps, and epochs so that the data suffices, to what fits in it."""
+        cfg = self.cfg
+        # every rank plans with rank 0's measurement and clock, so that all plan the same run
+        costs, elapsed = broadcast_object(self.env, (self._calibrate(), self._elapsed()))
+        cadence = Cadence(self._epoch_lengths[0] // cfg.accumulate, cfg.eval_every, cfg.checkpoint_every)
+        steps = fit_steps(costs, cfg.time_budget * (1 - budget.MARGIN) - elapsed, cadence, cfg.max_steps or 10**12)
+        if steps == 0:
+            self.logger.close()
+            raise DoodleError(f"time_budget {cfg.time_budget:g} s is too short for one step: set-up and "
+                              f"calibration took {elapsed:.1f} s, a step ~{costs.step:.3g} s, a validation "
+                              f"~{costs.validation:.3g} s, the end ~{costs.end:.3g} s")
+        before = [cfg.epochs, cfg.max_steps]
+        cfg.max_steps, cfg.epochs = steps, self._epochs_for(steps)
+        self._build_training()  # the schedule, planned for the sized run
+        self._deadline = self._deadline_of(costs)
+        self._budget = {"time_budget": {"seconds": cfg.time_budget, "epochs": [before[0], cfg.epochs],
+                                        "max_steps": [before[1], steps], "costs": costs.as_dict(),
+                                        "setup_s": round(elapsed, 3)}}
+        self.logger.info(budget_line(cfg.time_budget, steps, costs, cfg.epochs))
+        if cfg.batch_schedule or cfg.size_schedule or cfg.grow_on_plateau:
+            self.logger.warning("time budget: the step time was measured at epoch 0's batch and image size; "
+                                "batch_schedule, size_schedule and grow_on_plateau change it, and the clock ends the "
+                                "run if it runs late")
+
+    def _epochs_for(self, steps: int) -> int:
+        """The fewest epochs whose batches hold `steps` optimizer steps (sets cfg.epochs)."""
+        self.cfg.epochs = max(1, -(-steps // (self._epoch_lengths[0] // self.cfg.accumulate)))
+        while self._total_steps() < steps:  # later epochs hold fewer steps (curriculum, batch_schedule)
+            self.cfg.epochs += 1
+        return self.cfg.epochs
+
+    def _deadline_of(self, costs: Costs) -> float:
+        """The run's seconds after which it must stop to finish its last validation and end in the budget."""
+        return self.cfg.time_budget - costs.validation - costs.checkpoint - costs.end
+
+    def _budget_from_run(self) -> None:
+        """On resume: the clock's deadline from the costs the run measured (none are measured again)."""
+        record = self.run_dir.info().get("time_budget")
+        if record:
+            self._deadline = self._deadline_of(Costs(**record["costs"]))
+        else:  # a run sized by hand with a budget set: the clock alone, with the margin
+            self._deadline = self.cfg.time_budget * (1 - budget.MARGIN)
+
+    def _stop_on_clock(self) -> None:
+        """The clock backstop fired: end the run now (its last validation and checkpoint still follow)."""
+        self._stopped_on_clock = True
+        self.logger.warning(f"time budget {format_duration(self.cfg.time_budget)}: stopping on the clock at step "
+                            f"{self.state.step} of {self.cfg.max_steps} after {format_duration(self._elapsed())} (the "
+                            "steps took longer than measured); validating and writing checkpoints")
+
+    def _calibrate(self) -> Costs:
+        """Costs of a step, a validation, a checkpoint and the end, measured on this run's real batches.
+
+        The calibration steps are undone, not counted as training: the weights and the RNG states are
+        restored and the optimizer, scaler, EMA, schedule and counters rebuilt (`_build_training`), so
+        the run trains exactly what its saved config (max_steps, epochs, time_budget=0) trains."""
+        weights = self._state(self.model)
+        rng = torch.get_rng_state(), torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
+        try:
+            step, epoch = self._time_steps()
+            validation, save, plot = self._time_end_parts()
+        finally:
+            self.model.load_state_dict(weights)
+            self.model.zero_grad(set_to_none=True)
+            torch.set_rng_state(rng[0])
+            if rng[1]:
+                torch.cuda.set_rng_state_all(rng[1])
+        return Costs(step=step, validation=validation + save / 2, checkpoint=2 * save, epoch=epoch,
+                     end=self._end_seconds(validation, save, plot))
+
+    def _time_steps(self) -> tuple[float, float]:
+        """(seconds per optimizer step, seconds to start an epoch's loader) over the first batches of
+        epoch 0; the first step (warm-up: compilation, allocations, kernel choice) is not timed."""
+        acc, dataset = self.cfg.accumulate, self._batches(0)
+        micro_batches = min(budget.CALIBRATION_STEPS + 1, len(dataset) // acc) * acc
+        self.ddp.train()
+        start = time.perf_counter()
+        loader, marks = self._loader(dataset), []
+        for index in range(micro_batches):
+            self._forward_backward(next(loader), (index + 1) % acc == 0)
+            if (index + 1) % acc == 0:
+                self._optimizer_step()
+                marks.append(self._synced_clock())
+                if self._calibrated(marks, start):
+                    break
+        del loader
+        step = (marks[-1] - marks[0]) / (len(marks) - 1) if len(marks) > 1 else marks[0] - start
+        return step, self._time_epoch_start()
+
+    def _time_epoch_start(self) -> float:
+        """Seconds from planning an epoch's batches to its first batch, warm (what each later epoch's
+        start costs: its plan, its loader processes, a first batch not yet prefetched)."""
+        start = time.perf_counter()
+        loader = self._loader(self._batches(0))
+        next(loader)
+        del loader
+        return time.perf_counter() - start
+
+    def _calibrated(self, marks: list[float], start: float) -> bool:
+        """Enough steps timed: a long step stops calibration early, at the same step on every rank."""
+        spent = marks[-1] - start
+        return any_rank(self.env, len(marks) > 2 and spent > budget.CALIBRATION_SHARE * self.cfg.time_budget)
+
+    def _time_end_parts(self) -> tuple[float, float, float]:
+        """Seconds of one validation pass, one checkpoint file and one plot, on rank 0 (the only
+        one that validates and writes; the others wait for it)."""
+        times = (0.0, 0.0, 0.0)
+        if self.env.is_main:
+            start = self._synced_clock()
+            self.validate(self.eval_model())
+            validated = self._synced_clock()
+            save = self._time_save()
+            self.logger.plot()  # once untimed: the first plot pays for matplotlib's import and font cache
+            plotting = time.perf_counter()
+            self.logger.plot()
+            times = (validated - start, save, time.perf_counter() - plotting)
+        barrier(self.env)
+        return times
+
+    def _time_save(self) -> float:
+        """Seconds to write last.pt: the median of three writes (a busy disk makes single writes spiky)."""
+        scratch, times = self.out / ".calibration.pt", []
+        for _ in range(3):
+            start = time.perf_counter()
+            atomic_save(self._resumable(), scratch)
+            times.append(time.perf_counter() - start)
+        scratch.unlink()
+        return sorted(times)[1]
+
+    def _end_seconds(self, validation: float, save: float, plot: float) -> float:
+        """What the run does after its loop (`_finish`): best.pt when nothing was validated, averaged.pt
+        (reading the snapshots, validating the average, writing it), the last plot."""
+        end = save + plot
+        if self.cfg.average_last:
+            end += self.cfg.average_last * save + validation + save
+        return end
+
     # -- the end --------------------------------------------------------------------------------
     def _finish(self) -> dict:
-        summary: dict = {"steps": self.state.step, "best_map3": self.state.best_map3, "best_step": self.state.best_step}
+        from doodle.train.progress import done_line
+
+        st = self.state
+        summary: dict = {"steps": st.step, "best_map3": st.best_map3, "best_step": st.best_step,
+                         "best_epoch": st.best_epoch, "weights": "ema" if self.ema is not None else "raw"}
+        if self._stopped_on_clock:
+            summary["stopped_on_clock"] = True
         if self.cfg.average_last and self.env.is_main:
             summary["averaged"] = self._average()
         if self.env.is_main:
             if not self.run_dir.best.exists():  # no validation split: the last weights are the best known
                 self._save_weights(self.run_dir.best, None)
+            summary["seconds"] = round(self._elapsed(), 1)
             self.run_dir.summary_file.write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
-            self.logger.info(f"done: {summary}")
-            self.logger.plot()
-        self.logger.close()
+            self.logger.info(done_line(summary, self.out))
+        self.logger.close()  # draws curves.png a last time
         barrier(self.env)
         return summary
 
