@@ -126,6 +126,7 @@ def test_train_config_values_out_of_range_name_the_key(override: str, message: s
 def test_out_of_range_is_one_line_from_the_cli(capsys, tmp_path):
     from doodle.cli import main
 
+    (tmp_path / "_manifest.json").write_text("{}")  # passes the command line's store check
     assert main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "run"), "data.batch_size=0"]) == 2
     assert capsys.readouterr().err == "doodle train: error: data.batch_size must be at least 1, got 0\n"
     assert not (tmp_path / "run").exists()

@@ -76,6 +76,9 @@ PATH_CHECKS = [
     (["predict", ".", "--data", MISSING, "--out", "s.csv"], NO_SUCH),
     (["export", MISSING, "--out", "e"], NOT_A_RUN),
     (["serve", MISSING], NO_SUCH),
+    (["train", "--data", MISSING, "--out", "r"], NOT_A_STORE),
+    (["train", "--config", MISSING, "--data", ".", "--out", "r"], NO_SUCH),
+    (["train", "--resume", MISSING], f"run {MISSING} not found"),
     (["evaluate", MISSING, "--data", ".", "--out", "r"], NO_SUCH),
     (["evaluate", ".", "--data", MISSING, "--out", "r"], NO_SUCH),
     (["balance", MISSING, "--out", "x.csv"], NO_SUCH),
@@ -91,7 +94,7 @@ PATH_CHECKS = [
 def test_a_missing_path_is_one_line_before_any_heavy_import(argv: list[str], message: str, tmp_path):
     """Checked while the command line is read: torch (seconds to import) is never loaded for a typo."""
     code = ("import sys; from doodle.cli import main\n"
-            f"try:\n    main({argv!r})\nexcept SystemExit as e:\n    rc = e.code\n"
+            f"try:\n    rc = main({argv!r})\nexcept SystemExit as e:\n    rc = e.code\n"
             "print('torch' in sys.modules, rc)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=60)
     assert done.stderr == f"doodle {argv[0]}: error: {message}\n"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from doodle.cli.options import existing_path, store_folder
+
 EPILOG = """\
 examples:
   doodle train --config configs/cpu.yaml --data store/ --out runs/cpu
@@ -45,8 +47,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. optim.lr=0.001")
-    p.add_argument("--config", metavar="FILE", help="a YAML preset (default: built-in defaults)")
-    p.add_argument("--data", metavar="STORE", help="the store to train on")
+    p.add_argument("--config", metavar="FILE", type=existing_path, help="a YAML preset (default: built-in defaults)")
+    p.add_argument("--data", metavar="STORE", type=store_folder, help="the store to train on")
     p.add_argument("--out", metavar="RUN", help="the run folder to write")
     p.add_argument("--resume", nargs="?", const=True, default=None, metavar="RUN",
                    help="continue RUN (or --out) from its last checkpoint, with its saved config")
@@ -77,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _resume(args: argparse.Namespace) -> int:
     from doodle.errors import DoodleError
-    from doodle.train.loop import resume
+    from doodle.runs import Run
 
     run, overrides = args.resume, list(args.overrides)
     if run is not True and "=" in run and not Path(run).exists():  # `--out RUN --resume key=value`
@@ -88,13 +90,15 @@ def _resume(args: argparse.Namespace) -> int:
         run = args.out
     elif args.out and Path(args.out).resolve() != Path(run).resolve():
         raise DoodleError(f"--resume {run} and --out {args.out} name different runs")
+    handle = Run.open(run)  # a missing run is one line before torch loads
     if args.show_config:
         from doodle.config import describe_config
-        from doodle.runs import Run
         from doodle.runs.resume import resume_config
 
-        print("\n".join(describe_config(resume_config(Run.open(run), overrides, args.config))))
+        print("\n".join(describe_config(resume_config(handle, overrides, args.config))))
         return 0
+    from doodle.train.loop import resume
+
     return _report(resume(run, overrides, preset=args.config, data=args.data), run)
 
 
