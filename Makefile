@@ -1,8 +1,14 @@
 # Two commands do all set-up on a fresh machine (see README.md):
-#   make demo   the main job, end to end on embedded data: synth, prepare, summary, gallery, train,
+#   make demo   the main job, end to end on embedded data: synth, prepare (prints the store), gallery, train,
 #               evaluate, export, serve (SERVE=0 stops before serving, for scripted use)
 #   make test   lint + the test suite (what CI runs; installs Debian's chromium for the browser test)
-# Each creates the virtual environment, or refreshes it when pyproject.toml changed.
+# Each creates the virtual environment, or refreshes it when pyproject.toml changed. And with real data:
+#   make real CATEGORIES="cat dog paint_can" [BASE_URL=http://127.0.0.1:8765/] [BUDGET=15m]
+#               Google's files of those categories to a served model within BUDGET (`doodle quickstart`;
+#               "_" stands for a space in a name). Run again, it reuses what it built.
+# `make demo` may be run again, or after Ctrl+C: it reuses its finished run, resumes an interrupted
+# one, and replaces one made with other DEMO_TRAIN settings, saying which. `make clean` removes the
+# demo and the caches (not .venv, nor the real data); `make distclean` removes those too.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -15,8 +21,15 @@ DEMO_TRAIN ?= epochs=5 augment.truncate=0.5 augment.truncate_min=0.25
 CHROMIUM ?= /usr/bin/chromium
 RUN ?= $(DEMO)/run
 STORE ?= $(DEMO)/store
+DEMO_STAMP := $(DEMO)/run/.make-demo-train
+# make real: the categories (required), a mirror, the time budget, drawings per category, the folder
+CATEGORIES ?=
+BASE_URL ?=
+BUDGET ?= 15m
+PER_CLASS ?= 2000
+REAL ?= real
 
-.PHONY: demo test lint bench bench-serve clean
+.PHONY: demo demo-train real test lint bench bench-serve clean distclean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,14 +40,34 @@ $(BIN)/.installed: pyproject.toml
 demo: $(BIN)/.installed
 	$(BIN)/doodle synth --out $(DEMO)/synth --per-class 200
 	$(BIN)/doodle prepare $(DEMO)/synth --out $(DEMO)/store --overwrite
-	$(BIN)/doodle info $(DEMO)/store
 	$(BIN)/doodle render $(DEMO)/store --encoding order-speed-accel-time --size 96 --n 16 --out $(DEMO)/gallery.png
 	@echo "gallery of the prepared drawings: $(DEMO)/gallery.png"
-	$(BIN)/doodle train --config configs/cpu.yaml --data $(DEMO)/store --out $(DEMO)/run $(DEMO_TRAIN)
+	@$(MAKE) --no-print-directory demo-train
 	$(BIN)/doodle evaluate $(DEMO)/run --data $(DEMO)/store/val --out $(DEMO)/report
 	$(BIN)/doodle export $(DEMO)/run --out $(DEMO)/export --check-data $(DEMO)/synth
 	@if [ "$(SERVE)" != "0" ]; then $(BIN)/doodle serve $(DEMO)/export --port $(PORT); \
 	else echo "SERVE=0: not serving; run: $(BIN)/doodle serve $(DEMO)/export  (then open http://127.0.0.1:$(PORT)/)"; fi
+
+# The demo's run: reused when finished, resumed when interrupted (Ctrl+C), replaced when it was made
+# with other DEMO_TRAIN settings (the stamp file records them).
+demo-train: $(BIN)/.installed
+	@if [ -f $(DEMO)/run/summary.json ] && [ "$$(cat $(DEMO_STAMP) 2>/dev/null)" = "$(DEMO_TRAIN)" ]; then \
+	  echo "reusing the finished demo run $(DEMO)/run (make clean, then make demo, trains it afresh)"; \
+	elif [ -f $(DEMO)/run/last.pt ] && [ "$$(cat $(DEMO_STAMP) 2>/dev/null)" = "$(DEMO_TRAIN)" ]; then \
+	  echo "resuming the interrupted demo run $(DEMO)/run"; \
+	  $(BIN)/doodle train --resume $(DEMO)/run; \
+	else \
+	  if [ -d $(DEMO)/run ]; then echo "replacing the demo run $(DEMO)/run (not finished, or other settings)"; fi; \
+	  rm -rf $(DEMO)/run && mkdir -p $(DEMO)/run && echo "$(DEMO_TRAIN)" > $(DEMO_STAMP) && \
+	  $(BIN)/doodle train --config configs/cpu.yaml --data $(DEMO)/store --out $(DEMO)/run $(DEMO_TRAIN); \
+	fi
+
+real: $(BIN)/.installed
+	@if [ -z "$(strip $(CATEGORIES))" ]; then \
+	  echo 'make real needs CATEGORIES, e.g. make real CATEGORIES="cat dog paint_can" ("_" for a space)'; exit 2; fi
+	$(BIN)/doodle quickstart --categories $(CATEGORIES) --out $(REAL) --time-budget $(BUDGET) \
+	  --per-class $(PER_CLASS) --port $(PORT) $(if $(BASE_URL),--base-url $(BASE_URL)) \
+	  $(if $(filter 0,$(SERVE)),--no-serve)
 
 # the browser test drives Debian's chromium with Playwright (a Playwright browser download is not possible)
 $(CHROMIUM):
@@ -57,4 +90,7 @@ bench-serve: $(BIN)/.installed
 	$(BIN)/python benchmarks/early_guess.py $(RUN) --data $(STORE) --out $(DEMO)/early-guessing.png
 
 clean:
-	rm -rf $(VENV) $(DEMO) .pytest_cache .ruff_cache
+	rm -rf $(DEMO) .pytest_cache .ruff_cache
+
+distclean: clean
+	rm -rf $(VENV) $(REAL)

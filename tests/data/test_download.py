@@ -326,3 +326,52 @@ def test_cli_reports_unknown_categories_and_404(server, tmp_path, capsys):
     assert "did you mean 'cat'?" in capsys.readouterr().err
     assert main([*argv[:2], "npz", *argv[3:], "--categories", "cat"]) == 2
     assert "sketchrnn/cat.npz" in capsys.readouterr().err
+
+
+# -- no network: fail in seconds, not after 30 s of retries ----------------------------------------
+
+
+def _refused_url() -> str:
+    import socket
+
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/"
+
+
+@pytest.mark.parametrize("base_url, host, what", [
+    ("refused", "127.0.0.1:", "connection refused"),
+    ("http://no-such-host.invalid/", "no-such-host.invalid", "name does not resolve"),
+])
+def test_an_unreachable_host_fails_fast_naming_it_and_the_mirror_option(base_url, host, what, tmp_path):
+    base_url = _refused_url() if base_url == "refused" else base_url
+    started = time.monotonic()
+    with pytest.raises(DoodleError) as info:
+        dl.download(["cat"], "raw", tmp_path, base_url=base_url, retries=5, backoff=2.0, progress=False)
+    assert time.monotonic() - started < 5  # five retries with backoff 2 would take 62 s
+    message = str(info.value)
+    assert "\n" not in message and host in message and what in message
+    assert "--base-url" in message and "DOODLE_BASE_URL" in message
+
+
+def test_cli_without_network_is_one_line(tmp_path, capsys):
+    started = time.monotonic()
+    code = main(["download", "--categories", "cat", "--format", "raw", "--out", str(tmp_path),
+                 "--base-url", _refused_url(), "--no-progress"])
+    assert code == 2 and time.monotonic() - started < 5
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("doodle download: error: cannot reach 127.0.0.1:")
+
+
+def test_unreachable_is_not_transient_but_timeouts_and_5xx_are():
+    import socket
+    import urllib.error
+
+    assert dl.is_unreachable(urllib.error.URLError(socket.gaierror(-2, "Name or service not known")))
+    assert dl.is_unreachable(urllib.error.URLError(ConnectionRefusedError(111, "Connection refused")))
+    assert not dl.is_transient(urllib.error.URLError(ConnectionRefusedError(111, "Connection refused")))
+    assert dl.is_transient(urllib.error.URLError(TimeoutError("timed out")))
+    assert dl.is_transient(ConnectionResetError(104, "reset"))
+    assert dl.is_transient(urllib.error.HTTPError("u", 503, "busy", {}, None))
+    assert dl.is_transient(dl.TruncatedBody("short"))

@@ -14,13 +14,14 @@ examples:
       --classes ../shared/quickdraw/meta/kaggle_340_classes.txt --val-fraction 0.1
   doodle prepare kaggle/train_simplified kaggle/test_simplified.csv --out store/
   doodle prepare drawings.bin --word "hot dog" --out store/
+  doodle prepare data/raw --per-class 2000 --out store/        # a sample: the same drawings whatever else is added
   duckdb -c "select split, word, count(*) from 'store/**/*.parquet' group by all"
 
 The store: STORE/{train,val,test}/part-NNNNN.parquet (test = drawings without a word, e.g. the
 rows of Kaggle's test CSV: label -1), STORE/_manifest.json (classes in label order, counts) and
 STORE/_rejects.ndjson (every bad record with its file, line and reason). Arrow tools skip the
 names starting with "_", so pyarrow, pandas, Polars and DuckDB read STORE as one dataset.
-input = accepted + duplicates + rejected, always. A failed run removes STORE.partial.
+input = accepted + duplicates + rejected (+ sampled out, with --per-class), always. A failed run removes STORE.partial.
 """
 
 
@@ -44,7 +45,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "whose names are not their category (default: guessed from each file name)")
     p.add_argument("--val-fraction", type=fraction(upper_open=True), default=0.05,
                    help="fraction of drawings in val (default 0.05)")
-    p.add_argument("--seed", type=at_least(0), default=0, help="salt of split, buckets and shuffle (default 0)")
+    p.add_argument("--per-class", type=at_least(0), default=0, metavar="N",
+                   help="keep at most N drawings of each class, chosen by a hash of key_id and --seed, so adding "
+                   "classes later keeps the same drawings of the old ones; the others are counted as sampled "
+                   "out (default 0: all)")
+    p.add_argument("--seed", type=at_least(0), default=0,
+                   help="salt of split, sample, buckets and shuffle (default 0)")
     p.add_argument("--workers", type=at_least(0), default=0, help="processes (default: one per core)")
     p.add_argument("--memory-mb", type=at_least(16), default=2048,
                    help="memory budget of the whole process tree in MB, ~240 per process included (default 2048)")
@@ -83,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers,
         memory_mb=args.memory_mb,
         shards=args.shards,
+        per_class=args.per_class,
         progress=not args.no_progress,
     )
     manifest = prepare(args.sources, args.out, config, overwrite=args.overwrite)

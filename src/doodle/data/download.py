@@ -8,8 +8,11 @@ One file per category and format::
 
 Each file is written to `<name>.part` and renamed into place only once complete, so a file without
 `.part` is always whole. An interrupted download resumes the `.part` with an HTTP Range request;
-connection errors, timeouts, 5xx answers and truncated bodies are retried with exponential backoff;
-a 404 (or another 4xx) is reported at once. Files that are already complete are skipped.
+timeouts, dropped connections, 5xx answers and truncated bodies are retried with exponential
+backoff; a 404 (or another 4xx) is reported at once, and so is a host that cannot be reached at all
+(its name does not resolve, or it refuses the connection): a machine without network stays so for
+longer than any backoff, so that fails in seconds, with a hint to use a mirror. Files that are
+already complete are skipped.
 
 The small pure helpers (`category_url`, `range_header`, `backoff_delay`, ...) are public so they can
 be tested and reused on their own.
@@ -22,6 +25,7 @@ import http.client
 import logging
 import os
 import re
+import socket
 import time
 import urllib.error
 import urllib.parse
@@ -158,7 +162,31 @@ def is_transient(err: BaseException) -> bool:
     """True for errors worth retrying: network trouble, timeouts, truncation and 5xx answers."""
     if isinstance(err, urllib.error.HTTPError):
         return err.code >= 500
-    return isinstance(err, _TRANSIENT)
+    return isinstance(err, _TRANSIENT) and not is_unreachable(err)
+
+
+def is_unreachable(err: BaseException) -> bool:
+    """True when the host cannot be reached at all: its name does not resolve or it refuses connections.
+
+    Retrying these only delays the answer (no network, a typo in the URL, a mirror that is not running).
+    """
+    return isinstance(_socket_error(err), socket.gaierror | ConnectionRefusedError)
+
+
+def _socket_error(err: BaseException) -> BaseException | str:
+    """The error under a URLError (urllib wraps the socket's), else `err` itself."""
+    if isinstance(err, urllib.error.URLError) and not isinstance(err, urllib.error.HTTPError):
+        return err.reason
+    return err
+
+
+def unreachable_error(url: str, err: BaseException) -> DoodleError:
+    """The one-line error for a host that cannot be reached, naming it and the way to a mirror."""
+    host = urllib.parse.urlsplit(url).netloc or url
+    reason = _socket_error(err)
+    what = "name does not resolve" if isinstance(reason, socket.gaierror) else "connection refused"
+    return DoodleError(f"cannot reach {host} ({what}: {reason}); without network access point --base-url URL "
+                       f"or {BASE_URL_ENV} at a mirror (e.g. `python -m doodle.data.mirror FOLDER`)")
 
 
 # -- HTTP -------------------------------------------------------------------------------------
@@ -180,7 +208,9 @@ def remote_size(url: str, timeout: float = 60) -> int | None:
         if err.code == 404:
             raise _not_found(url) from None
         return None
-    except _TRANSIENT:
+    except _TRANSIENT as err:
+        if is_unreachable(err):
+            raise unreachable_error(url, err) from None
         return None
     return int(length) if length and length.isdigit() else None
 
@@ -278,6 +308,8 @@ def _fetch_with_retries(url: str, part: Path, retries: int, timeout: float, back
                 raise DoodleError(f"{url}: HTTP {err.code} {err.reason}") from None
             failure: BaseException = err
         except _TRANSIENT as err:
+            if is_unreachable(err):
+                raise unreachable_error(url, err) from None
             failure = err
         attempt += 1
         if attempt > retries:

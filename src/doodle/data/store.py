@@ -27,6 +27,7 @@ stops a second run into the same folder at once.
 
 from __future__ import annotations
 
+import heapq
 import logging
 import math
 import multiprocessing as mp
@@ -46,7 +47,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from doodle.data.drawing import DEFAULT_LIMITS, Drawing, Limits, Reject
-from doodle.data.split import bucket_of, is_val, pass_of
+from doodle.data.split import bucket_of, is_val, pass_of, splitmix64
 from doodle.data.table import POINT_COLUMNS, SCHEMA, drawings_to_table, table_to_drawings
 from doodle.errors import DoodleError
 from doodle.fs import check_writable, exclusive_lock, recover_replaced, replace_folder
@@ -64,6 +65,9 @@ MIN_BUFFER_MB = 16
 """The least memory given to drawings (segment buffers, reduce passes), whatever the budget."""
 MAX_SHARDS = 4096
 """Most shuffle buckets (one open batch each per map segment; the automatic choice stops here too)."""
+SAMPLE_SALT = 0x5A3B1E
+"""Salt of the per-class sample's hash of key_id (apart from the split's: a sample is not biased to val)."""
+_U64 = (1 << 64) - 1
 STORE_SHARD = "store-shard"  # a task reading one Parquet shard of an input store
 MANIFEST = "_manifest.json"
 REJECTS = "_rejects.ndjson"
@@ -78,6 +82,9 @@ WORDLESS_FORMATS = frozenset({"binary", "npz", "bitmap-npy", "bitmap-bin"})
 # number of buckets (the map stage measures the real sizes); a generous guess is harmless.
 _EXPANSION = {"binary": 10.0, "npz": 10.0, "bitmap-npy": 1.2, "bitmap-bin": 1.2}
 _DEFAULT_EXPANSION = 2.0
+_SAMPLED_BYTES = 32 << 10
+"""A generous Arrow size of one sampled drawing (raw ones with timing average ~10 KB), per class and
+file, to choose the buckets of a per-class sample (which is far smaller than its input)."""
 _WORKING_COPIES = 4
 """A bucket costs up to this many times its Arrow size in a worker in the reduce stage (read,
 deduplicated, labelled, shuffled, split: three copies at once, plus what the allocator keeps)."""
@@ -115,6 +122,12 @@ class PrepareConfig:
     """Rows per Parquet row group (the unit a loader reads at random)."""
     limits: Limits = field(default_factory=lambda: DEFAULT_LIMITS)
     """Bounds past which a record is rejected as absurd."""
+    per_class: int = 0
+    """Keep at most this many drawings of each class (0: all): those whose key_id hashes lowest
+    (salted by `seed`). A class's sample depends only on its own drawings, so adding classes (or
+    files of other classes) later keeps the same drawings of the old ones; the rest are counted as
+    sampled out. Drawings left out are dropped as they are read, so the temporary files stay near
+    the sample's size (each reader keeps the `per_class` lowest hashes of each class it meets)."""
     progress: bool = True
     """Show progress bars."""
 
@@ -129,6 +142,7 @@ class PrepareConfig:
             (0 <= self.shards <= MAX_SHARDS, f"shards must be 0 (automatic) to {MAX_SHARDS}, got {self.shards}"),
             (self.row_group_size >= 1, f"row_group_size must be at least 1, got {self.row_group_size}"),
             (self.word is None or bool(self.word.strip()), f"word must name a category, got {self.word!r}"),
+            (self.per_class >= 0, f"per_class must be 0 (all) or more, got {self.per_class}"),
         ]
         for ok, message in rules:
             if not ok:
@@ -173,6 +187,10 @@ class _TaskResult:
     rejected: Counter = field(default_factory=Counter)
     words: Counter = field(default_factory=Counter)
     segments: int = 0
+    sampled_out: int = 0
+    """Drawings this task left out of the per-class sample as it read them."""
+    lowest: dict[str, np.ndarray] = field(default_factory=dict)
+    """Per class, the `per_class` lowest sample hashes this task saw (merged into the class thresholds)."""
     bucket_bytes: np.ndarray | None = None
     """Arrow bytes this task wrote to each bucket (summed over tasks, they size the reduce passes)."""
 
@@ -236,12 +254,12 @@ def _build(files: list, skipped: list, work: Path, cfg: PrepareConfig) -> dict:
     workers = cfg.workers or os.cpu_count() or 1
     tasks = _plan_tasks(files, max(1, int(cfg.chunk_mb * 2**20)))
     buffers = buffer_mb(workers, cfg.memory_mb)
-    n_buckets = cfg.shards or _choose_buckets(tasks, workers, buffers)
+    n_buckets = cfg.shards or _choose_buckets(tasks, workers, buffers, cfg.per_class)
     segment_bytes = max(1 << 20, (buffers << 20) // (_SEGMENT_COPIES * workers))
-    results, bucket_bytes = _run_map(tasks, work, n_buckets, segment_bytes, cfg, workers)
+    results, bucket_bytes, thresholds = _run_map(tasks, work, n_buckets, segment_bytes, cfg, workers)
     classes, unknown = _resolve_classes(cfg.classes, results)
     passes = _plan_passes(bucket_bytes, _pass_budget(workers, buffers))
-    counts = _run_reduce(work, n_buckets, passes, results, classes, cfg, workers)
+    counts = _run_reduce(work, n_buckets, passes, results, classes, cfg, workers, thresholds)
     rejected = _merge_rejects(work, tasks, results)
     manifest = _manifest(cfg, files, skipped, tasks, results, classes, counts, rejected, (n_buckets, len(passes)),
                          time.time() - started, unknown)
@@ -351,10 +369,12 @@ def buffer_mb(workers: int, memory_mb: int) -> int:
     return max(MIN_BUFFER_MB, left)
 
 
-def _choose_buckets(tasks: list[_Task], workers: int, buffers_mb: int) -> int:
+def _choose_buckets(tasks: list[_Task], workers: int, buffers_mb: int, per_class: int = 0) -> int:
     """Enough buckets that one per worker (with its working copies) fits the buffer budget, up to
     `MAX_SHARDS`; past that, buckets are reduced in several passes (`_plan_passes`)."""
     arrow_bytes = sum(p.size * _EXPANSION.get(p.fmt, _DEFAULT_EXPANSION) for t in tasks for p in t.parts)
+    if per_class:  # the sample is what reaches the buckets; a bucket that outgrows its pass gets more passes
+        arrow_bytes = min(arrow_bytes, per_class * len({p.path for t in tasks for p in t.parts}) * _SAMPLED_BYTES)
     return max(1, min(MAX_SHARDS, math.ceil(arrow_bytes / _pass_budget(workers, buffers_mb))))
 
 
@@ -370,6 +390,74 @@ def _plan_passes(bucket_bytes: np.ndarray, budget: float) -> list[tuple[int, int
         k = max(1, math.ceil(size / budget))
         passes += [(bucket, j, k) for j in range(k)]
     return passes
+
+
+# -- the per-class sample ---------------------------------------------------------------------------
+
+
+def sample_hash(key_id: int, seed: int = 0) -> int:
+    """The sample's hash of one key_id: `splitmix64(key_id, SAMPLE_SALT + seed)` in plain Python
+    (a reader calls it once per drawing, where a NumPy call would cost more than the hash)."""
+    z = (key_id + ((SAMPLE_SALT + seed) % 2**64) * 0x9E3779B97F4A7C15 + 0x9E3779B97F4A7C15) & _U64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _U64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _U64
+    return z ^ (z >> 31)
+
+
+class _Sampler:
+    """Per class, the `n` lowest distinct sample hashes one map task has seen (a max-heap each).
+
+    A drawing whose hash is not among them cannot be among the `n` lowest of its class over all
+    the input, so the task drops it at once; the reduce stage cuts the rest at the class threshold.
+    """
+
+    def __init__(self, n: int, seed: int):
+        self.n, self.seed = n, seed
+        self.heaps: dict[str, list[int]] = {}
+        self.members: dict[str, set[int]] = {}
+
+    def offer(self, word: str, key_id: int) -> bool:
+        """Whether the drawing may be in the sample (its hash is among the `n` lowest seen so far)."""
+        h = sample_hash(key_id, self.seed)
+        heap, members = self.heaps.setdefault(word, []), self.members.setdefault(word, set())
+        if h in members:  # another copy of a drawing already kept
+            return True
+        if len(heap) < self.n:
+            heapq.heappush(heap, -h)
+        elif h < -heap[0]:
+            members.discard(-heapq.heappushpop(heap, -h))
+        else:
+            return False
+        members.add(h)
+        return True
+
+    def lowest(self) -> dict[str, np.ndarray]:
+        return {word: np.array(sorted(members), np.uint64) for word, members in self.members.items()}
+
+
+def _merge_lowest(lowest: dict[str, np.ndarray], task: dict[str, np.ndarray], n: int) -> None:
+    """Fold one task's lowest hashes into the running `n` lowest of each class."""
+    for word, hashes in task.items():
+        merged = np.unique(np.concatenate([lowest.get(word, hashes[:0]), hashes]))
+        lowest[word] = merged[:n]
+
+
+def _thresholds(lowest: dict[str, np.ndarray], n: int) -> dict[str, int] | None:
+    """Per class, the highest hash in its sample (every hash when it has `n` drawings or fewer)."""
+    if not n:
+        return None
+    return {word: int(h[n - 1]) if len(h) >= n else _U64 for word, h in lowest.items()}
+
+
+def _sample(table: pa.Table, thresholds: dict[str, int] | None, seed: int) -> tuple[pa.Table, int]:
+    """Rows of the per-class sample (unlabelled rows are never sampled out); and how many were left out."""
+    if thresholds is None or table.num_rows == 0:
+        return table, 0
+    words = list(thresholds)
+    at = pc.index_in(table.column("word"), value_set=pa.array(words, pa.string())).fill_null(len(words)).to_numpy()
+    limits = np.array([thresholds[w] for w in words] + [_U64], np.uint64)  # the last: rows of no class
+    keep = splitmix64(table.column("key_id").to_numpy(), SAMPLE_SALT + seed) <= limits[at]
+    return table.filter(pa.array(keep)), int((~keep).sum())
 
 
 # -- map stage ------------------------------------------------------------------------------------
@@ -388,16 +476,19 @@ def _run_map(tasks, work: Path, n_buckets: int, segment_bytes: int, cfg: Prepare
     args.sort(key=lambda a: -a[0].size)
     results: list[_TaskResult] = [None] * len(tasks)  # type: ignore[list-item]
     bucket_bytes = np.zeros(n_buckets, np.int64)
+    lowest: dict[str, np.ndarray] = {}
     bar = tqdm(total=sum(t.size for t in tasks), unit="B", unit_scale=True, desc="read",
                disable=not cfg.progress)
     with _maybe_pool(workers) as pool:
         for result in (pool.imap_unordered(_map_task, args) if pool else map(_map_task, args)):
             bucket_bytes += result.bucket_bytes
             result.bucket_bytes = None  # only the totals are needed: tasks x buckets would grow with input
+            _merge_lowest(lowest, result.lowest, cfg.per_class)
+            result.lowest = {}
             results[result.index] = result
             bar.update(tasks[result.index].size)
     bar.close()
-    return results, bucket_bytes
+    return results, bucket_bytes, _thresholds(lowest, cfg.per_class)
 
 
 @contextmanager
@@ -429,18 +520,20 @@ def _map_task(args) -> _TaskResult:
     result = _TaskResult(task.index)
     classes = set(cfg.classes) if cfg.classes else None
     writer = _SegmentWriter(Path(tmp) / f"map-{task.index:06d}.arrow", n_buckets, cfg.seed, task.index, segment_bytes)
+    sampler = _Sampler(cfg.per_class, cfg.seed) if cfg.per_class else None
     with open(Path(tmp) / f"rejects-{task.index:06d}.ndjson", "wb") as rejects:
         for part in task.parts:
-            result.parts.append(_map_part(part, writer, rejects, result, classes, cfg))
+            result.parts.append(_map_part(part, writer, rejects, result, classes, cfg, sampler))
         writer.flush()
     writer.close()
     result.segments = writer.segments
     result.bucket_bytes = writer.bucket_bytes
+    result.lowest = sampler.lowest() if sampler else {}
     return result
 
 
 def _map_part(part: _Part, writer: _SegmentWriter, rejects, result: _TaskResult, classes: set[str] | None,
-              cfg: PrepareConfig) -> _PartResult:
+              cfg: PrepareConfig, sampler: _Sampler | None = None) -> _PartResult:
     """Read one file or byte range: good drawings to the segment writer, bad records to `rejects`."""
     from doodle.data.formats import ReadStats
 
@@ -455,9 +548,12 @@ def _map_part(part: _Part, writer: _SegmentWriter, rejects, result: _TaskResult,
             result.rejected[_reason_kind(record.reason)] += 1
             rejects.write(orjson.dumps(record.to_json_dict()) + b"\n")
             continue
-        result.accepted += 1
         if record.word is not None:  # unlabelled (Kaggle test rows) is no class: None cannot sort with names
             result.words[record.word] += 1
+            if sampler is not None and not sampler.offer(record.word, record.key_id):
+                result.sampled_out += 1
+                continue
+        result.accepted += 1
         writer.add(record, part.path)
     counts.lines = stats.lines
     return counts
@@ -595,12 +691,13 @@ def _resolve_classes(given: list[str] | None, results: list[_TaskResult]) -> tup
 
 
 def _run_reduce(work: Path, n_buckets: int, passes: list[tuple[int, int, int]], results, classes, cfg,
-                workers: int) -> dict:
+                workers: int, thresholds: dict[str, int] | None = None) -> dict:
     from tqdm import tqdm
 
     segments = {r.index: r.segments for r in results}
-    args = [(b, j, k, str(work), n_buckets, segments, classes, cfg) for b, j, k in passes]
-    totals = {"duplicates": 0, "per_split": Counter(), "per_class": {s: Counter() for s in SPLITS}}
+    args = [(b, j, k, str(work), n_buckets, segments, classes, cfg, thresholds) for b, j, k in passes]
+    totals = {"duplicates": 0, "sampled_out": sum(r.sampled_out for r in results), "per_split": Counter(),
+              "per_class": {s: Counter() for s in SPLITS}}
     bar = tqdm(total=len(passes), unit="shard", desc="shuffle", disable=not cfg.progress)
     with _maybe_pool(min(workers, len(passes))) as pool:
         _collect(pool.imap_unordered(_reduce_pass, args) if pool else map(_reduce_pass, args), totals, bar)
@@ -609,8 +706,9 @@ def _run_reduce(work: Path, n_buckets: int, passes: list[tuple[int, int, int]], 
 
 
 def _collect(iterator, totals: dict, bar) -> None:
-    for dups, rows, per_class in iterator:
+    for dups, sampled_out, rows, per_class in iterator:
         totals["duplicates"] += dups
+        totals["sampled_out"] += sampled_out
         totals["per_split"].update(rows)
         for split, counter in per_class.items():
             totals["per_class"][split].update(counter)
@@ -661,10 +759,11 @@ def _label(table: pa.Table, classes: list[str], cfg: PrepareConfig) -> pa.Table:
     return table.select(SCHEMA.names).cast(SCHEMA)
 
 
-def _reduce_pass(args) -> tuple[int, dict[str, int], dict[str, Counter]]:
-    """One pass over one bucket: deduplicate, label, split, shuffle, write a shard per split."""
-    bucket, j, k, work, n_buckets, segments, classes, cfg = args
+def _reduce_pass(args) -> tuple[int, int, dict[str, int], dict[str, Counter]]:
+    """One pass over one bucket: sample, deduplicate, label, split, shuffle, write a shard per split."""
+    bucket, j, k, work, n_buckets, segments, classes, cfg, thresholds = args
     table = _read_bucket(Path(work) / "_tmp", bucket, n_buckets, segments, (j, k, cfg.seed))
+    table, sampled_out = _sample(table, thresholds, cfg.seed)
     table, dups = _deduplicate(table)
     table = _label(table.drop_columns(["task", "row"]), classes, cfg)
     rng = np.random.default_rng([cfg.seed, bucket] if k == 1 else [cfg.seed, bucket, j])
@@ -673,7 +772,7 @@ def _reduce_pass(args) -> tuple[int, dict[str, int], dict[str, Counter]]:
     written = _write_splits(table, Path(work), name, cfg.row_group_size)
     del table
     _release_memory()
-    return (dups, *written)
+    return (dups, sampled_out, *written)
 
 
 def _release_memory() -> None:
@@ -766,6 +865,7 @@ def _manifest(cfg, files, skipped, tasks, results, classes, counts, rejected, la
         "input": inputs,
         "accepted": accepted_rows,
         "duplicates": counts["duplicates"],
+        "sampled_out": counts["sampled_out"],
         "rejected": rejected,
         "rejected_by_reason": dict(reasons.most_common()),
         "splits": {s: counts["per_split"].get(s, 0) for s in SPLITS},
@@ -786,8 +886,7 @@ def describe(manifest: dict, max_classes: int = 20) -> str:
     """A human summary of a store's manifest: totals, splits, rejects, the largest classes."""
     lines = [
         f"doodle store ({manifest['code_version']}, {_describe_shards(manifest)}, built in {manifest['seconds']} s)",
-        f"  input {manifest['input']:,} = accepted {manifest['accepted']:,} + duplicates "
-        f"{manifest['duplicates']:,} + rejected {manifest['rejected']:,}",
+        _describe_counts(manifest),
         "  splits: " + ", ".join(f"{s} {n:,}" for s, n in manifest["splits"].items()),
         _describe_classes(manifest),
     ]
@@ -805,6 +904,16 @@ def describe(manifest: dict, max_classes: int = 20) -> str:
             lines.append(f"  ... and {len(ranked) - len(shown)} more classes (doodle info --all)")
     lines += _describe_skipped(manifest["skipped_files"])
     return "\n".join(lines)
+
+
+def _describe_counts(manifest: dict) -> str:
+    """The accounting line; "sampled out" appears for stores built with a per-class sample."""
+    per_class = manifest.get("config", {}).get("per_class", 0)
+    sampled = ""
+    if per_class:
+        sampled = f" + sampled out {manifest.get('sampled_out', 0):,} (at most {per_class:,} per class)"
+    return (f"  input {manifest['input']:,} = accepted {manifest['accepted']:,} + duplicates "
+            f"{manifest['duplicates']:,}{sampled} + rejected {manifest['rejected']:,}")
 
 
 def _describe_shards(manifest: dict) -> str:
