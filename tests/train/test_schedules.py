@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from doodle.train.config import ScheduleConfig
-from doodle.train.optim import Schedule, ScheduleClock
+from doodle.train.optim import Schedule, ScheduleClock, onecycle_pct
 
 
 def optimizer(lr: float = 1.0) -> torch.optim.Optimizer:
@@ -85,6 +85,24 @@ def test_onecycle_rises_to_peak_then_ends_at_peak_over_25e4():
     assert got[0] == pytest.approx(1 - 0.96 / 2) and got[1] == pytest.approx(1.0)
     assert got[4] == pytest.approx(end + (1 - end) * 0.75)
     assert got[-1] == pytest.approx(end, rel=1e-12)
+
+
+@pytest.mark.filterwarnings("ignore:Detected call of")
+@pytest.mark.parametrize("pct_start", [0.1, 0.2, 0.25, 0.3, 0.5])
+@pytest.mark.parametrize("total", range(1, 13))
+def test_onecycle_takes_runs_of_any_length(total: int, pct_start: float):
+    """A run sized by a time budget may be a few steps long: torch's OneCycleLR divides by zero when
+    pct_start x steps is 1 (5 steps at 0.2, 4 at 0.25); the schedule rises and falls all the same."""
+    schedule = Schedule(ScheduleConfig(name="onecycle", pct_start=pct_start), optimizer(), peak_lr=1.0,
+                        total_steps=total)
+    got = lrs(schedule, range(1, total + 1))
+    assert all(0 < lr <= 1.0 for lr in got)
+    if total >= 2:
+        assert got[-1] == pytest.approx(1 / 25 / 1e4, rel=1e-9)  # the cycle's end value at the last step
+
+
+def test_onecycle_pct_leaves_a_long_run_alone():
+    assert onecycle_pct(0.25, 1000) == 0.25 and onecycle_pct(0.2, 5) == 0.4 and onecycle_pct(0.1, 3) == 0.5
 
 
 def test_clock_spreads_what_is_left_over_the_new_number_of_steps():

@@ -51,6 +51,13 @@ class ScheduleClock:
         self.anchor_step, self.steps_left = step, steps_left
 
 
+def onecycle_pct(pct_start: float, cycle: int) -> float:
+    """pct_start for OneCycleLR over `cycle` steps, raised so that the warm-up phase spans at least
+    two steps: torch divides by the phase's length in steps less one, so a 5-step cycle at 0.2 (a
+    short run sized by a time budget) would fail with a division by zero."""
+    return max(pct_start, min(2 / cycle, 0.5))
+
+
 class Schedule:
     """The learning rate over training: `after_step(step)` after every optimizer step,
     `after_eval(map3)` after every validation, `resize(step, steps_left)` when the run's remaining
@@ -82,8 +89,9 @@ class Schedule:
                 warmup_t=cfg.warmup_steps, warmup_lr_init=cfg.warmup_lr, warmup_prefix=True, t_in_epochs=False)
         if cfg.name == "onecycle":
             # one step more than planned: the last optimizer step lands on the cycle's end value
+            cycle = max(3, total_steps + 1)
             return torch.optim.lr_scheduler.OneCycleLR(
-                self.optimizer, max_lr=self.peak_lr, total_steps=total_steps + 1, pct_start=cfg.pct_start)
+                self.optimizer, max_lr=self.peak_lr, total_steps=cycle, pct_start=onecycle_pct(cfg.pct_start, cycle))
         if cfg.name == "plateau":
             return torch.optim.lr_scheduler.ReduceLROnPlateau(
                 self.optimizer, mode="max", factor=cfg.plateau_factor, patience=cfg.plateau_patience,
