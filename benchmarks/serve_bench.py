@@ -29,6 +29,14 @@ close`, the valid requests' p50/p99 latency (and the slow ones'), and the server
     .venv/bin/python benchmarks/serve_bench.py RUN --mixed --concurrency 8 --seconds 10
     .venv/bin/python benchmarks/serve_bench.py tiny --mixed     # no trained run: an untrained tiny model
 
+Cold starts (`--cold N`): N fresh `doodle serve MODEL` processes (ONNX Runtime), one after the
+other; for each, the seconds from launch until /healthz answers 200 (the server warms every
+compiled path first), then the latency of its very first guess for each kind of input (raw with
+timing, the same without `t`, Google's simplified), the kinds taking turns to go first, and the
+median of the next ten of each kind, so the first guess can be set beside the later ones.
+
+    .venv/bin/python benchmarks/serve_bench.py real/export --cold 6 --data ../shared/quickdraw/raw
+
 `tiny` builds a resnet10t at 32 px with its initial weights on the spot (the server and its
 preprocessing are real; only the guesses mean nothing). A trained run comes from `doodle train
 --config configs/cpu.yaml --data STORE --out runs/cpu` (README, Training). Without the raw data
@@ -373,10 +381,69 @@ def run_mixed(args: argparse.Namespace) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+KINDS = ("raw", "untimed", "simplified")
+
+
+def kind_bodies(data: Path, classes: list[str], n: int) -> dict[str, list[bytes]]:
+    """Bodies of the three kinds of input a client may post: raw drawings with timing, the same
+    without `t`, and Google's simplified drawings (from the `simplified` folder beside `data`)."""
+    raw = load_bodies(data, classes, n)
+    untimed = [orjson.dumps({"strokes": [s[:2] for s in orjson.loads(b)["strokes"]], "top_k": 3}) for b in raw]
+    simplified = load_bodies(data.parent / "simplified", classes, n)
+    return {"raw": raw, "untimed": untimed, "simplified": simplified}
+
+
+def model_classes(model: str) -> list[str]:
+    """The classes of an export folder (its preprocessing.json), a run folder or a checkpoint."""
+    spec = Path(model) / "preprocessing.json"
+    if spec.is_file():
+        return orjson.loads(spec.read_bytes())["classes"]
+    from doodle.runs.checkpoint import read_checkpoint, resolve_checkpoint
+
+    return read_checkpoint(resolve_checkpoint(model))["classes"]
+
+
+def timed_post(port: int, body: bytes) -> float:
+    """Seconds for one POST /predict on a fresh connection (checked to be a 200)."""
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/predict", data=body,
+                                 headers={"content-type": "application/json"})
+    start = time.perf_counter()
+    with urllib.request.urlopen(req, timeout=60) as resp:
+        resp.read()
+        assert resp.status == 200
+    return time.perf_counter() - start
+
+
+def cold_start(model: str, bodies: dict[str, list[bytes]], starts: int, extra: list[str]) -> None:
+    """`starts` fresh `doodle serve` processes: the seconds until /healthz says ready, the first
+    guess of each kind of input (the kinds in a rotating order, so each goes first once in three),
+    and the median of the next ten guesses of each kind."""
+    ready, first, later = [], {k: [] for k in KINDS}, {k: [] for k in KINDS}
+    for i in range(starts):
+        port, order = free_port(), KINDS[i % 3:] + KINDS[:i % 3]
+        begun = time.perf_counter()
+        proc = start_server(model, "onnx", port, extra)
+        ready.append(time.perf_counter() - begun)
+        try:
+            for kind in order:
+                first[kind].append(timed_post(port, bodies[kind][0]) * 1000)
+            for kind in order:
+                later[kind] += [timed_post(port, b) * 1000 for b in bodies[kind][1:11]]
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    print(f"cold starts of `doodle serve {model}`: {starts}; ready after median {np.median(ready):.1f} s "
+          f"(max {max(ready):.1f} s)")
+    print(f"{'input':11} {'first p50 ms':>12} {'first max ms':>12} {'later p50 ms':>12}")
+    for kind in KINDS:
+        print(f"{kind:11} {np.median(first[kind]):12.1f} {max(first[kind]):12.1f} {np.median(later[kind]):12.1f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run", help="run folder or checkpoint (the configs/cpu.yaml model); with --mixed, `tiny` "
+    parser.add_argument("run", help="run folder or checkpoint (the configs/cpu.yaml model; with --cold also an "
+                        "export folder); with --mixed, `tiny` "
                         "for an untrained tiny model made on the spot")
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "quickdraw" / "raw",
                         help="folder of raw ndjson files (default ../shared/quickdraw/raw)")
@@ -391,10 +458,16 @@ def main() -> None:
                         "and prints float32 and int8 MAP@3 on this split (needed for onnx-int8)")
     parser.add_argument("--mixed", action="store_true",
                         help="mixed load: valid, bad and slow requests together (see the module docstring)")
+    parser.add_argument("--cold", type=int, metavar="N", default=0,
+                        help="instead: N fresh servers, the time to ready and each kind of input's first guess")
     parser.add_argument("--floor-server", type=int, metavar="PORT", help=argparse.SUPPRESS)  # internal: run `floor`
     args = parser.parse_args()
     if args.floor_server is not None:
         serve_floor(args.run, args.floor_server)
+        return
+    if args.cold:
+        bodies = kind_bodies(args.data, model_classes(args.run), args.drawings)
+        cold_start(args.run, bodies, args.cold, args.server_args.split())
         return
     if args.mixed:
         run_mixed(args)

@@ -23,3 +23,12 @@ def test_mixed_mode_runs_and_reports(untrained_model, tmp_path):
     for kind in ("valid", "bad", "slow"):
         assert re.search(rf"{kind} +requests: +\d+ +p50 +[\d.]+ ms +p99 +[\d.]+ ms", text), text
     assert "server log: 0 lines, 0 tracebacks" in text, text
+
+
+def test_cold_mode_reports_the_first_guess_of_every_kind_of_input(untrained_model, quickdraw):
+    out = subprocess.run([sys.executable, str(BENCH), str(untrained_model), "--cold", "2", "--drawings", "12",
+                          "--data", str(quickdraw / "raw")], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert re.search(r"cold starts of `doodle serve .*`: 2; ready after median [\d.]+ s", out.stdout), out.stdout
+    for kind in ("raw", "untimed", "simplified"):
+        assert re.search(rf"^{kind} +[\d.]+ +[\d.]+ +[\d.]+$", out.stdout, re.M), out.stdout
