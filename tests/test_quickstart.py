@@ -12,6 +12,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+from conftest import load_benchmark
 from serve.serve_helpers import _health_status, free_port, wait_ready
 
 from doodle.data.mirror import Mirror
@@ -126,8 +127,6 @@ def test_the_command_line_parses_its_options():
 
 @pytest.mark.breadth
 def test_the_real_data_benchmark_over_the_whole_shared_folder(shared_quickdraw, tmp_path):
-    from conftest import load_benchmark
-
     bench = load_benchmark("real_data")
     steps = [o for o in SHORT if not o.startswith("max_steps")] + ["max_steps=60"]
     figures = bench.main(["--shared", str(shared_quickdraw), "--out", str(tmp_path / "bench"), "--time-budget", "0",
