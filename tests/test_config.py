@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Annotated, Literal
 
 import pytest
 
-from doodle.config import describe_config, field_docs, from_dict, load_config, save_config, to_dict
+from doodle.config import Parsed, describe_config, field_docs, from_dict, load_config, save_config, to_dict
 from doodle.errors import DoodleError
 
 
@@ -150,3 +150,33 @@ def test_range_text_and_bounds():
     assert str(FRACTION) == "in [0, 1)" and str(POSITIVE) == "above 0" and str(Range(0.5, 2.5)) == "in [0.5, 2.5]"
     assert FRACTION.holds(0) and not FRACTION.holds(1) and not POSITIVE.holds(0) and POSITIVE.holds(1e-9)
     assert not Range(0, 1).holds(float("nan"))
+
+
+def _minutes(text: str) -> float:
+    if not text.endswith("m"):
+        raise DoodleError(f"{text!r} is not in minutes")
+    return 60.0 * float(text[:-1])
+
+
+@dataclass
+class Timed:
+    budget: Annotated[float, Parsed(_minutes)] = 0
+    """Seconds, or minutes written as 15m."""
+
+
+def test_a_parsed_field_takes_a_number_or_its_text_form(tmp_path):
+    assert load_config(Timed, None, ["budget=15m"]).budget == 900.0
+    assert load_config(Timed, None, ["budget=90"]).budget == 90.0  # a number is the field's type as it is
+    (tmp_path / "t.yaml").write_text("budget: 2m\n")
+    assert load_config(Timed, tmp_path / "t.yaml").budget == 120.0
+    with pytest.raises(DoodleError, match=re.escape("budget: '15x' is not in minutes")):
+        load_config(Timed, None, ["budget=15x"])
+    assert field_docs(Timed) == {"budget": "Seconds, or minutes written as 15m."}
+
+
+def test_the_time_budget_takes_units_in_yaml_and_overrides(tmp_path):
+    from doodle.train.config import TrainConfig
+
+    assert load_config(TrainConfig, None, ["time_budget=1.5h"]).time_budget == 5400.0
+    (tmp_path / "run.yaml").write_text("time_budget: 15m\n")
+    assert load_config(TrainConfig, tmp_path / "run.yaml").time_budget == 900.0

@@ -137,7 +137,7 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
         hints = "".join(f"; did you mean {near}?" for near in (nearest_key(cls, k, where) for k in unknown) if near)
         raise DoodleError(f"unknown config key{'s' if len(unknown) > 1 else ''} "
                           f"{', '.join(where + k for k in unknown)}{hints}; valid keys here: {', '.join(fields)}")
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)  # extras: the Parsed markers
     kwargs = {name: _convert(hints[name], value, f"{where}{name}") for name, value in data.items()}
     try:
         return cls(**kwargs)
@@ -176,8 +176,25 @@ def nearest_key(cls: type, key: str, where: str = "") -> str | None:
 _YAML_BOOL_WORDS = {False: ("off", "no", "false"), True: ("on", "yes", "true")}
 
 
+@dataclasses.dataclass(frozen=True)
+class Parsed:
+    """A field's marker, `Annotated[float, Parsed(parse_duration)]`: a string value in YAML or an
+    override is given to `parse` first ("15m" -> 900.0), then checked as the field's type."""
+
+    parse: Any
+
+
 def _convert(tp: Any, value: Any, where: str) -> Any:
     origin = typing.get_origin(tp)
+    if origin is typing.Annotated:
+        base, *extras = typing.get_args(tp)
+        for marker in extras:
+            if isinstance(marker, Parsed) and isinstance(value, str):
+                try:
+                    value = marker.parse(value)
+                except DoodleError as err:
+                    raise DoodleError(f"{where}: {err}") from None
+        return _convert(base, value, where)
     if origin in (typing.Union, types.UnionType):
         options = typing.get_args(tp)
         if value is None and type(None) in options:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Annotated, Literal
 
-from doodle.config import AT_LEAST_0, AT_LEAST_1, FRACTION, POSITIVE, PROBABILITY, Range, check_ranges
+from doodle.config import AT_LEAST_0, AT_LEAST_1, FRACTION, POSITIVE, PROBABILITY, Parsed, Range, check_ranges
 from doodle.errors import DoodleError
 from doodle.models.registry import ModelConfig
 from doodle.preprocess import InputConfig
 from doodle.render.augment import AugmentConfig
+from doodle.train.budget import parse_duration
 
 
 @dataclass
@@ -171,8 +172,9 @@ class TrainConfig:
     """Fraction of the scored drawings admitted in the first epoch (all of them by the last)."""
     sync_check: bool = False
     """Multi-process runs: check at every checkpoint that all ranks hold identical weights."""
-    time_budget: float = 0
-    """Wall-clock seconds the run may take on this machine (0: off); a calibration sets max_steps and epochs to fit."""
+    time_budget: Annotated[float, Parsed(parse_duration)] = 0
+    """Wall-clock seconds the run may take on this machine, or 90s, 15m, 1.5h (0: off); a calibration
+    sets max_steps and epochs to fit."""
 
     def __post_init__(self) -> None:
         check_ranges(self, epochs=AT_LEAST_1, max_steps=AT_LEAST_0, accumulate=AT_LEAST_1, ema_decay=FRACTION,
