@@ -17,6 +17,8 @@ above 1, the loader keeps up. On a CPU the loader workers and the model share th
 is an upper bound there, and `per core` (loader/s/core / model img/s/core) says how many images
 the loader prepares in the time the model trains on one, core for core: the loader's share of
 the CPU in a run is 1 / (1 + that figure). On a GPU machine the workers have cores of their own.
+`feed cores = model img/s / loader/s/core` is how many loader cores keep the model as measured fed
+(on a GPU machine: the cores to set aside for the loader workers).
 """
 
 from __future__ import annotations
@@ -71,6 +73,8 @@ class Figures:
     """loader_per_core x usable_workers / model: above 1, the loader keeps up."""
     per_core_ratio: float | None
     """CPU only: loader_per_core / model_per_core."""
+    feed_cores: float
+    """Loader cores that keep the model as measured fed: model / loader_per_core."""
 
 
 def available_cores() -> int:
@@ -98,6 +102,7 @@ def figures(t: Timings, cores: int, threads: int, on_gpu: bool) -> Figures:
         usable_workers=usable,
         ratio=loader * usable / model,
         per_core_ratio=None if model_per_core is None else loader / model_per_core,
+        feed_cores=model / loader,
     )
 
 
@@ -144,8 +149,8 @@ def bench(preset: str, store: Path, steps: int, max_batch: int, device: torch.de
     kind = model.input_kind
     described = {
         "preset": preset,
-        "input": f"{kind} {cfg.input.encoding if kind == 'image' else ''}"
-        f"{cfg.input.size if kind == 'image' else cfg.input.max_points}",
+        "input": f"image {cfg.input.encoding} {cfg.input.size}px" if kind == "image"
+        else f"{kind} {cfg.input.max_points} points",
         "arch": cfg.model.arch if cfg.model.family != "sequence" else "conv+bilstm",
         "batch": batch,
     }
@@ -154,8 +159,9 @@ def bench(preset: str, store: Path, steps: int, max_batch: int, device: torch.de
 
 def header(cores: int) -> str:
     """The table's column names."""
-    return (f"{'preset':<20}{'input':<28}{'arch':<20}{'batch':>6}{'loader/s/core':>14}{'model img/s':>12}"
-            f"{'img/s/core':>11}{'workers':>8}{'used':>5}{f'loader/model@{cores}':>18}{'per core':>9}")
+    return (f"{'preset':<23}{'input':<36}{'arch':<20}{'batch':>6}{'loader/s/core':>14}{'model img/s':>12}"
+            f"{'img/s/core':>11}{'workers':>8}{'used':>5}{f'loader/model@{cores}':>18}{'per core':>9}"
+            f"{'feed cores':>11}")
 
 
 def rate(value: float) -> str:
@@ -168,9 +174,9 @@ def row(described: dict, f: Figures) -> str:
     """One preset's line of the table (per-core model figures are "-" on a GPU)."""
     per_core = "-" if f.model_per_core is None else rate(f.model_per_core)
     per_core_ratio = "-" if f.per_core_ratio is None else f"{f.per_core_ratio:.1f}x"
-    return (f"{described['preset']:<20}{described['input']:<28}{described['arch']:<20}{described['batch']:>6}"
+    return (f"{described['preset']:<23}{described['input']:<36}{described['arch']:<20}{described['batch']:>6}"
             f"{rate(f.loader_per_core):>14}{rate(f.model):>12}{per_core:>11}{f.workers:>8}{f.usable_workers:>5}"
-            f"{f.ratio:>17.1f}x{per_core_ratio:>9}")
+            f"{f.ratio:>17.1f}x{per_core_ratio:>9}{f.feed_cores:>11.3g}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -188,7 +194,8 @@ def main(argv: list[str] | None = None) -> None:
           f"median of {args.steps} batches/steps")
     print(header(cores))
     print(f"  (used = the preset's workers that have a core here; loader/model@{cores} = loader/s/core x used / "
-          "model img/s; per core = loader/s/core / img/s/core)")
+          "model img/s; per core = loader/s/core / img/s/core; feed cores = loader cores the model as measured "
+          "needs: model img/s / loader/s/core)")
     for preset in args.presets:
         described, timings = bench(preset, args.data, args.steps, args.max_batch, device)
         print(row(described, figures(timings, cores, threads, device.type == "cuda")), flush=True)

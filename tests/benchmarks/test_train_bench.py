@@ -21,6 +21,7 @@ def test_figures_on_a_cpu_count_only_the_cores_present(bench):
     assert f.workers == 8 and f.usable_workers == 2  # eight asked for, two cores here
     assert f.ratio == pytest.approx(3200 * 2 / 128)  # 50x, not the 200x that 8 workers would claim
     assert f.per_core_ratio == pytest.approx(3200 / 64)
+    assert f.feed_cores == pytest.approx(128 / 3200)  # the model eats what 0.04 of a loader core makes
 
 
 def test_figures_cap_threads_and_workers_at_the_cores(bench):
@@ -37,8 +38,9 @@ def test_figures_on_a_gpu_have_no_model_per_core(bench):
     f = bench.figures(t, cores=16, threads=16, on_gpu=True)
     assert f.model_per_core is None and f.per_core_ratio is None
     assert f.usable_workers == 10 and f.ratio == pytest.approx(3200 * 10 / 6400)
+    assert f.feed_cores == pytest.approx(6400 / 3200)  # a fast GPU needs two loader cores
     line = bench.row({"preset": "p", "input": "image grey64", "arch": "a", "batch": 64}, f)
-    assert line.split()[-2:] == ["5.0x", "-"]
+    assert line.split()[-3:] == ["5.0x", "-", "2"]
 
 
 def test_available_cores_follow_the_affinity_mask(bench, monkeypatch):
@@ -53,5 +55,6 @@ def test_the_benchmark_runs_on_one_preset(bench, small_store, capsys):
     assert f"{cores} cores available" in out and f"loader/model@{cores}" in out
     (line,) = [x for x in out.splitlines() if x.startswith("cpu ")]
     fields = line.split()
-    workers, used = int(fields[-4]), int(fields[-3])
-    assert used == max(1, min(workers, cores)) and fields[-2].endswith("x") and fields[-1].endswith("x")
+    workers, used = int(fields[-5]), int(fields[-4])
+    assert used == max(1, min(workers, cores)) and fields[-3].endswith("x") and fields[-2].endswith("x")
+    assert float(fields[-1]) > 0  # feed cores
