@@ -27,6 +27,16 @@ def splitmix64(values: np.ndarray, salt: int = 0) -> np.ndarray:
     return z ^ (z >> np.uint64(31))
 
 
+def splitmix64_int(value: int, salt: int = 0) -> int:
+    """`splitmix64` of one Python int: for a reader hashing one drawing at a time, where a NumPy
+    call would cost more than the hash (the same numbers; tests/data/test_store_sample.py)."""
+    mask = (1 << 64) - 1
+    z = (value + (salt % 2**64) * int(_GOLDEN) + int(_GOLDEN)) & mask
+    z = ((z ^ (z >> 30)) * int(_M1)) & mask
+    z = ((z ^ (z >> 27)) * int(_M2)) & mask
+    return z ^ (z >> 31)
+
+
 def unit_hash(key_ids: np.ndarray, salt: int) -> np.ndarray:
     """A uniform float in [0, 1) per key_id (53 high bits of the hash)."""
     return (splitmix64(key_ids, salt) >> np.uint64(11)).astype(np.float64) / 2.0**53

@@ -47,7 +47,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from doodle.data.drawing import DEFAULT_LIMITS, Drawing, Limits, Reject
-from doodle.data.split import bucket_of, is_val, pass_of, splitmix64
+from doodle.data.split import bucket_of, is_val, pass_of, splitmix64, splitmix64_int
 from doodle.data.table import POINT_COLUMNS, SCHEMA, drawings_to_table, table_to_drawings
 from doodle.errors import DoodleError
 from doodle.fs import check_writable, exclusive_lock, recover_replaced, replace_folder
@@ -396,12 +396,9 @@ def _plan_passes(bucket_bytes: np.ndarray, budget: float) -> list[tuple[int, int
 
 
 def sample_hash(key_id: int, seed: int = 0) -> int:
-    """The sample's hash of one key_id: `splitmix64(key_id, SAMPLE_SALT + seed)` in plain Python
-    (a reader calls it once per drawing, where a NumPy call would cost more than the hash)."""
-    z = (key_id + ((SAMPLE_SALT + seed) % 2**64) * 0x9E3779B97F4A7C15 + 0x9E3779B97F4A7C15) & _U64
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _U64
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _U64
-    return z ^ (z >> 31)
+    """The sample's hash of one key_id: `splitmix64(key_id, SAMPLE_SALT + seed)`, one at a time
+    (a reader calls it once per drawing)."""
+    return splitmix64_int(key_id, SAMPLE_SALT + seed)
 
 
 class _Sampler:
