@@ -221,9 +221,6 @@ class _Job:
         """`time_budget=SECONDS`: what is left of the budget for training (when training has the key)."""
         if self.cfg.time_budget is None:
             return []
-        if "time_budget" not in {f.name for f in dataclasses.fields(_train_config())}:
-            self.echo("note: this trainer has no time_budget setting; training runs the config's epochs")
-            return []
         left = self.cfg.time_budget - (time.monotonic() - self.started) - EVAL_EXPORT_RESERVE_S
         return [f"time_budget={max(left, self.cfg.time_budget * MIN_TRAIN_SHARE):.0f}"]
 
@@ -256,31 +253,25 @@ class _Job:
 
 
 def build_server(export: str | Path, host: str = "127.0.0.1", port: int = 8000) -> tuple[Any, Any]:
-    """(uvicorn server, engine) serving `export` as `doodle serve` does; `server.run()` serves until
-    Ctrl+C, then call `engine.close()`."""
-    import uvicorn
+    """(uvicorn server, engine) serving `export` as `doodle serve` does (`doodle.serve.server.build_server`)."""
+    from doodle.serve.server import build_server as server_for
 
-    from doodle.serve.app import create_app
-    from doodle.serve.inference import load_engine
-    from doodle.serve.server import uvicorn_config
-    from doodle.serve.settings import ServeSettings
-
-    settings = ServeSettings.from_env(model=str(export), host=host, port=port)
-    engine = load_engine(settings.model, settings.backend, settings.checkpoint, settings.inference_threads)
-    app = create_app(settings, engine)
-    return uvicorn.Server(uvicorn_config(app, settings, log_level="warning", access_log=False)), engine
+    return server_for(_serve_settings(export, host, port))
 
 
 def serve(export: str | Path, host: str = "127.0.0.1", port: int = 8000, echo: Callable[[str], None] = print) -> None:
     """Serve `export` until Ctrl+C (a port that is taken is one line of error)."""
-    server, engine = build_server(export, host, port)
-    try:
-        echo(f"serving {export} at http://{host}:{port}/  (API: POST /predict; Ctrl+C stops)")
-        server.run()
-        if not server.started:
-            raise DoodleError(f"the server could not start on {host}:{port}")
-    finally:
-        engine.close()
+    from doodle.serve.server import serve_model
+
+    serve_model(_serve_settings(export, host, port),
+                announce=lambda engine: echo(f"serving {export} at http://{host}:{port}/  (API: POST /predict; "
+                                             "Ctrl+C stops)"))
+
+
+def _serve_settings(export: str | Path, host: str, port: int) -> Any:
+    from doodle.serve.settings import ServeSettings
+
+    return ServeSettings.from_env(model=str(export), host=host, port=port)
 
 
 # -- helpers ------------------------------------------------------------------------------------
@@ -295,12 +286,6 @@ def resolve_config(config: str | Path) -> Path:
     if not path.is_absolute() and fallback.is_file():
         return fallback
     raise DoodleError(f"training config {config} not found")
-
-
-def _train_config() -> type:
-    from doodle.train.config import TrainConfig
-
-    return TrainConfig
 
 
 def _settings(config: Any) -> dict:
@@ -328,7 +313,8 @@ def _read_state(path: Path) -> dict:
 
 
 def _write_state(path: Path, state: dict) -> None:
+    from doodle.data.formats.common import atomic_output
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(orjson.dumps(state, option=orjson.OPT_INDENT_2))
-    tmp.replace(path)
+    with atomic_output(path) as handle:
+        handle.write(orjson.dumps(state, option=orjson.OPT_INDENT_2))

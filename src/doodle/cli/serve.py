@@ -49,28 +49,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import logging
 
-    import uvicorn
-
-    from doodle.errors import DoodleError
-    from doodle.serve.app import create_app
-    from doodle.serve.inference import load_engine
-    from doodle.serve.server import uvicorn_config
+    from doodle.serve.server import serve_model
     from doodle.serve.settings import ServeSettings
 
     settings = ServeSettings.from_env(model=args.model, host=args.host, port=args.port, checkpoint=args.checkpoint,
                                       backend=args.backend, threads=args.threads, workers=args.workers,
                                       max_batch=args.max_batch)
-    # load (and export) before binding the port, so a bad model is a clear error, not a dead server
-    engine = load_engine(settings.model, settings.backend, settings.checkpoint, settings.inference_threads)
-    try:
-        app = create_app(settings, engine)
+
+    def announce(engine) -> None:
         print(f"doodle: serving {settings.model} ({engine.backend}, {len(engine.classes)} classes) at "
               f"http://{settings.host}:{settings.port}/  (API docs: /docs; Ctrl+C stops)", flush=True)
-        level = "warning" if logging.getLogger().level >= logging.WARNING else "info"
-        server = uvicorn.Server(uvicorn_config(app, settings, log_level=level, access_log=False))
-        server.run()
-        if not server.started:  # uvicorn has logged why (the port is taken, ...)
-            raise DoodleError(f"the server could not start on {settings.host}:{settings.port}")
-    finally:
-        engine.close()
+
+    serve_model(settings, "warning" if logging.getLogger().level >= logging.WARNING else "info", announce)
     return 0

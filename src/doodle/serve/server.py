@@ -145,3 +145,35 @@ def uvicorn_config(app: Any, settings: ServeSettings, **options: Any) -> uvicorn
     `options` are more uvicorn.Config arguments (log_level, access_log, ...)."""
     return uvicorn.Config(app, host=settings.host, port=settings.port, http=protocol_for(settings), ws="none",
                           limit_concurrency=settings.max_connections, **options)
+
+
+def build_server(settings: ServeSettings, log_level: str = "warning") -> tuple[uvicorn.Server, Any]:
+    """(uvicorn server, engine) for `settings.model`: the model is loaded (and exported) before any
+    port is bound, so a bad model is a clear error, not a dead server. `server.run()` serves until
+    Ctrl+C; then call `engine.close()`."""
+    from doodle.serve.app import create_app
+    from doodle.serve.inference import load_engine
+
+    engine = load_engine(settings.model, settings.backend, settings.checkpoint, settings.inference_threads)
+    try:
+        app = create_app(settings, engine)
+        return uvicorn.Server(uvicorn_config(app, settings, log_level=log_level, access_log=False)), engine
+    except BaseException:
+        engine.close()
+        raise
+
+
+def serve_model(settings: ServeSettings, log_level: str = "warning", announce: Any = None) -> None:
+    """Serve `settings.model` until Ctrl+C; `announce(engine)` runs once it is loaded, before serving.
+    A port that cannot be bound is one line of error (uvicorn has logged why)."""
+    from doodle.errors import DoodleError
+
+    server, engine = build_server(settings, log_level)
+    try:
+        if announce is not None:
+            announce(engine)
+        server.run()
+        if not server.started:
+            raise DoodleError(f"the server could not start on {settings.host}:{settings.port}")
+    finally:
+        engine.close()
