@@ -433,15 +433,16 @@ class PackedDrawings:
         return len(self.drawing_offsets) - 1
 
 
-def pack(drawings: Sequence[Drawing]) -> PackedDrawings:
+def pack(drawings: Sequence[Drawing], dtype: Any = np.float32) -> PackedDrawings:
     """Concatenate drawings into a `PackedDrawings`: one concatenation for the whole batch, no
-    Python loop per point (untimed strokes get t = NaN)."""
+    Python loop per point (untimed strokes get t = NaN). `dtype`: of the points (float32 for the
+    renderer; float64 keeps a store's coordinates exactly, for the training path)."""
     strokes = [s for d in drawings for s in d.strokes]
     drawing_offsets = np.zeros(len(drawings) + 1, np.int64)
     np.cumsum(np.fromiter((len(d.strokes) for d in drawings), np.int64, len(drawings)), out=drawing_offsets[1:])
     stroke_offsets = np.zeros(len(strokes) + 1, np.int64)
     np.cumsum(np.fromiter(map(len, strokes), np.int64, len(strokes)), out=stroke_offsets[1:])
-    points = np.empty((int(stroke_offsets[-1]), 3), np.float32)
+    points = np.empty((int(stroke_offsets[-1]), 3), dtype)
     if not strokes:
         return PackedDrawings(points, stroke_offsets, drawing_offsets)
     widths = {s.shape[1] for s in strokes}
