@@ -21,7 +21,7 @@ from typing import Literal
 
 import numpy as np
 
-from doodle.data.drawing import Drawing
+from doodle.data.drawing import Drawing, PackedDrawings, pack
 
 InputKind = Literal["image", "sequence"]
 POINT_FEATURES = ("x", "y", "dx", "dy", "dt", "pen")
@@ -76,6 +76,56 @@ class Preprocessor:
     def __call__(self, drawings: Sequence[Drawing], augment=None, rng: np.random.Generator | None = None
                  ) -> dict[str, np.ndarray]:
         """The batch for `drawings`; `augment` (a `doodle.render.AugmentConfig`) is applied first."""
+        drawings = list(drawings)
+        return self.packed(pack(drawings, np.float64), [d.countrycode for d in drawings], augment, rng)
+
+    def table(self, table, augment=None, rng: np.random.Generator | None = None) -> dict[str, np.ndarray]:
+        """The batch for store rows (a pyarrow Table with the strokes, and countrycode when `country`
+        is on), read straight into packed arrays: the training loader's path. With `simplify` and a
+        store prepared with simplified strokes (`SIMPLIFIED_COLUMNS`), those are used as they are."""
+        from doodle.data.table import SIMPLIFIED_COLUMNS, table_to_packed
+
+        presimplified = self.config.simplify and SIMPLIFIED_COLUMNS[0] in table.schema.names
+        packed = table_to_packed(table, simplified=presimplified)
+        countries = table.column("countrycode").to_pylist() if self.config.country else None
+        done = np.ones(len(packed), bool) if presimplified else None
+        return self.packed(packed, countries, augment, rng, simplified=done)
+
+    def packed(self, packed: PackedDrawings, countries: Sequence[str | None] | None = None, augment=None,
+               rng: np.random.Generator | None = None, simplified: np.ndarray | None = None
+               ) -> dict[str, np.ndarray]:
+        """The batch for packed drawings (float64 points), with their country codes when `country`
+        is on; `simplified` (bool [B]) marks drawings simplified already (skipped by `simplify`)."""
+        from doodle.packed import sequence_features_packed, simplify_packed, time_features_packed
+
+        cfg = self.config
+        if cfg.simplify:
+            packed = simplify_packed(packed, simplified)
+        if augment is not None:
+            from doodle.render.augment_packed import augment_packed
+
+            packed = augment_packed(packed, augment, rng if rng is not None else np.random.default_rng())
+        batch: dict[str, np.ndarray] = {}
+        if self.kind == "image":
+            from doodle.render import render
+
+            batch["image"] = render(packed, cfg.encoding, cfg.size, line_width=cfg.line_width,
+                                    padding=cfg.padding, antialias=cfg.antialias, placement=cfg.placement)
+        else:
+            batch["points"], batch["lengths"] = sequence_features_packed(packed, cfg.max_points)
+        if cfg.country:
+            if countries is None or len(countries) != len(packed):
+                raise ValueError("input.country is on: give one country code per drawing")
+            batch["country"] = np.array([country_index(c) for c in countries], np.int64)
+        if cfg.time_features:
+            batch["time_features"] = time_features_packed(packed)
+        return batch
+
+    def reference(self, drawings: Sequence[Drawing], augment=None, rng: np.random.Generator | None = None
+                  ) -> dict[str, np.ndarray]:
+        """The same batch as `__call__`, made the readable way, one `Drawing` at a time (simplify,
+        `augment_batch`, `sequence_features`, `time_features`): the definition the packed path is
+        tested against, and the baseline `benchmarks/train_bench.py` measures it beside."""
         cfg = self.config
         drawings = list(drawings)
         if cfg.simplify:

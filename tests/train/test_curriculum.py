@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import torch
 
-import doodle.render
 from doodle.config import load_config
 from doodle.data.store import PrepareConfig, iter_store, prepare
 from doodle.data.synth import synth
@@ -197,13 +196,13 @@ def test_loader_reads_only_admitted_drawings(synth_store, hard_squares, monkeypa
     sw = curriculum(path)
     unscored = {d.key_id for d in iter_store(synth_store, "train")} - set(table)
     rendered: list[int] = []
-    real_render = doodle.render.render
+    real_table = Preprocessor.table
 
-    def spy(drawings, *args, **kwargs):
-        rendered.extend(d.key_id for d in drawings)
-        return real_render(drawings, *args, **kwargs)
+    def spy(self, rows, *args, **kwargs):
+        rendered.extend(rows.column("key_id").to_pylist())
+        return real_table(self, rows, *args, **kwargs)
 
-    monkeypatch.setattr(doodle.render, "render", spy)
+    monkeypatch.setattr(Preprocessor, "table", spy)
     prep = Preprocessor(InputConfig(size=32), "image")
     for epoch, fraction in enumerate([0.5, 0.75, 1.0]):
         rendered.clear()

@@ -48,13 +48,16 @@ import pyarrow.parquet as pq
 
 from doodle.data.split import splitmix64
 from doodle.data.store import load_manifest, store_files
-from doodle.data.table import table_to_drawings
+from doodle.data.table import SIMPLIFIED_COLUMNS
 from doodle.errors import DoodleError
 
 __all__ = ["EpochBatches", "MixedBatches", "class_counts", "make_loader", "READ_COLUMNS"]
 
 READ_COLUMNS = ["key_id", "word", "label", "countrycode", "stroke_len", "x", "y", "t"]
 """Columns a batch reads (everything the Preprocessor can use; no bitmap, source or timestamp)."""
+SIMPLIFIED_READ_COLUMNS = ["key_id", "word", "label", "countrycode", *SIMPLIFIED_COLUMNS]
+"""What it reads instead with `input.simplify` from a store prepared with simplified strokes: no
+raw points to decode, nothing to simplify."""
 
 _PLAN_SALT = 0x9A1A
 _WINDOW_SALT = 0x517D
@@ -135,6 +138,8 @@ class EpochBatches:
         manifest = load_manifest(self.store)
         self.classes: list[str] = list(manifest["classes"])
         self.files = [str(p) for p in store_files(self.store, split)]
+        self.columns = self._read_columns()
+        """The store columns a batch reads (`READ_COLUMNS` or `SIMPLIFIED_READ_COLUMNS`)."""
         # Row groups in store order: (file index, group index), rows, and whether labels are all >= 0.
         groups, rows, labelled = [], [], []
         for f, path in enumerate(self.files):
@@ -159,6 +164,12 @@ class EpochBatches:
         self._open: dict[int, pq.ParquetFile] = {}
         self._cached: tuple[int, pa.Table, np.ndarray] | None = None
         self.set_epoch(epoch)
+
+    def _read_columns(self) -> list[str]:
+        simplify = bool(getattr(getattr(self.preprocess, "config", None), "simplify", False))
+        if simplify and self.files and SIMPLIFIED_COLUMNS[0] in pq.read_schema(self.files[0]).names:
+            return SIMPLIFIED_READ_COLUMNS
+        return READ_COLUMNS
 
     # -- the plan ---------------------------------------------------------------------------------
 
@@ -246,7 +257,7 @@ class EpochBatches:
         return i * self.world_size + self.rank
 
     def batch_rows(self, i: int) -> pa.Table:
-        """The store rows (`READ_COLUMNS`) of this rank's batch i, in batch order."""
+        """The store rows (`self.columns`) of this rank's batch i, in batch order."""
         if i < 0:
             i += self._len
         if not 0 <= i < self._len:
@@ -272,7 +283,7 @@ class EpochBatches:
         batch: dict[str, np.ndarray] = {}
         if self.preprocess is not None:
             rng = np.random.default_rng([self.seed, self.epoch, g])
-            batch = dict(self.preprocess(table_to_drawings(table), augment=self.augment, rng=rng))
+            batch = dict(self.preprocess.table(table, augment=self.augment, rng=rng))
         batch["label"] = table.column("label").to_numpy().astype(np.int64)
         batch["key_id"] = table.column("key_id").to_numpy().astype(np.uint64).view(np.int64)
         return batch
@@ -314,12 +325,12 @@ class EpochBatches:
             if len(self._open) >= _MAX_OPEN_FILES:
                 self._open.clear()
             handle = self._open[file_index] = pq.ParquetFile(self.files[file_index])
-        return handle.read_row_group(group, columns=READ_COLUMNS)
+        return handle.read_row_group(group, columns=self.columns)
 
     def _empty_table(self) -> pa.Table:
-        from doodle.data.table import SCHEMA
+        from doodle.data.table import SCHEMA, SIMPLIFIED_FIELDS
 
-        return SCHEMA.empty_table().select(READ_COLUMNS)
+        return pa.schema([*SCHEMA, *SIMPLIFIED_FIELDS]).empty_table().select(self.columns)
 
     # -- pickling (DataLoader workers) ----------------------------------------------------------------
 

@@ -1,0 +1,180 @@
+"""The preprocessing path's per-drawing steps, on a whole `PackedDrawings` batch at once.
+
+The training loader makes batches at tens of thousands of drawings per second per core, which a
+Python object or loop per drawing would not allow. Each function here is the batch form of a
+readable per-drawing reference in `doodle.preprocess` (tests/test_packed.py checks that they agree
+on real drawings):
+
+* `simplified_mask` <- `is_simplified`;
+* `simplify_packed` <- `simplify(d) if needs_simplification(d) else d`;
+* `sequence_features_packed` <- `sequence_features`;
+* `time_features_packed` <- `time_features`.
+
+Points are float64 (N, 3) x, y, t with t NaN where a drawing has no timing.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from doodle.data.drawing import PackedDrawings
+from doodle.data.simplify import EPSILON, NO_LIMIT, SIZE, SPACING, _simplify_flat_kernel
+
+__all__ = ["simplified_mask", "simplify_packed", "sequence_features_packed", "time_features_packed"]
+
+
+@njit(cache=True, nogil=True)
+def _simplified_mask(points, point_offsets, side, touch, other, reach):  # pragma: no cover - compiled
+    out = np.empty(len(point_offsets) - 1, np.bool_)
+    for d in range(len(out)):
+        lo, hi = point_offsets[d], point_offsets[d + 1]
+        if hi == lo:
+            out[d] = True  # nothing to simplify
+            continue
+        if not np.isnan(points[lo, 2]):
+            out[d] = False  # timed drawings are raw
+            continue
+        x0 = y0 = np.inf
+        top = -np.inf
+        whole = True
+        for i in range(lo, hi):
+            x, y = points[i, 0], points[i, 1]
+            x0, y0, top = min(x0, x), min(y0, y), max(top, max(x, y))
+            whole &= x == math.floor(x) and y == math.floor(y)
+        out[d] = 0.0 <= min(x0, y0) <= touch and max(x0, y0) <= other and reach <= top <= side and whole
+    return out
+
+
+def simplified_mask(packed: PackedDrawings) -> np.ndarray:
+    """bool [B]: `doodle.preprocess.is_simplified` of each drawing."""
+    from doodle.preprocess import SIMPLIFIED_EDGES, SIMPLIFIED_SIDE
+
+    points = np.ascontiguousarray(packed.points, dtype=np.float64)
+    point_offsets = np.ascontiguousarray(packed.stroke_offsets[packed.drawing_offsets], dtype=np.int64)
+    return _simplified_mask(points, point_offsets, SIMPLIFIED_SIDE, *SIMPLIFIED_EDGES)
+
+
+def simplify_packed(packed: PackedDrawings, done: np.ndarray | None = None) -> PackedDrawings:
+    """Every drawing not already in simplified form (`simplified_mask`), and not marked in `done`
+    (bool [B]: simplified when the store was prepared), simplified as `doodle.simplify` does
+    (timing dropped); the others as they are. A batch needing nothing is returned as it is."""
+    need = ~simplified_mask(packed)
+    if done is not None:
+        need &= ~np.asarray(done, bool)
+    if not need.any():
+        return packed
+    pts, s_off, d_off = packed.points, packed.stroke_offsets, packed.drawing_offsets
+    points, lengths, strokes = [], [], np.diff(d_off).copy()
+    for d in range(len(d_off) - 1):
+        lo, hi = s_off[d_off[d]], s_off[d_off[d + 1]]
+        offsets = s_off[d_off[d]:d_off[d + 1] + 1] - lo
+        if need[d]:
+            xy, offsets, _, _ = _simplify_flat_kernel(np.ascontiguousarray(pts[lo:hi, :2], dtype=np.float64),
+                                                      offsets, SIZE, SPACING, EPSILON, NO_LIMIT, NO_LIMIT)
+            block = np.full((len(xy), 3), np.nan)
+            block[:, :2] = xy
+        else:
+            block = pts[lo:hi]
+        points.append(block)
+        lengths.append(np.diff(offsets))
+    stroke_offsets = np.concatenate([[0], np.cumsum(np.concatenate(lengths))]).astype(np.int64)
+    drawing_offsets = np.concatenate([[0], np.cumsum(strokes)]).astype(np.int64)
+    return PackedDrawings(np.concatenate(points).astype(np.float64, copy=False), stroke_offsets, drawing_offsets)
+
+
+@njit(cache=True, nogil=True)
+def _sequence_features(points, stroke_offsets, drawing_offsets, out, lengths):  # pragma: no cover - compiled
+    max_points = out.shape[1]
+    for d in range(len(drawing_offsets) - 1):
+        lo, hi = stroke_offsets[drawing_offsets[d]], stroke_offsets[drawing_offsets[d + 1]]
+        n = hi - lo
+        if n == 0:
+            continue
+        pen = np.zeros(n, np.float64)
+        for s in range(drawing_offsets[d], drawing_offsets[d + 1]):
+            pen[stroke_offsets[s + 1] - 1 - lo] = 1.0
+        x0, y0 = points[lo, 0], points[lo, 1]
+        for i in range(lo, hi):
+            x0, y0 = min(x0, points[i, 0]), min(y0, points[i, 1])
+        extent = 0.0
+        for i in range(lo, hi):
+            extent = max(extent, points[i, 0] - x0, points[i, 1] - y0)
+        timed = not np.isnan(points[lo, 2])
+        keep = np.arange(n)
+        if n > max_points:  # np.linspace(0, n - 1, max_points).round(), as the reference
+            keep = np.empty(max_points, np.int64)
+            step = (n - 1) / (max_points - 1) if max_points > 1 else 0.0
+            for k in range(max_points):
+                keep[k] = int(np.rint(k * step))
+            keep[max_points - 1] = n - 1 if max_points > 1 else 0
+        m = len(keep)
+        px = py = pt = 0.0
+        for k in range(m):
+            j = keep[k]
+            x, y = points[lo + j, 0] - x0, points[lo + j, 1] - y0
+            if extent > 0:
+                x, y = x / extent, y / extent
+            t = points[lo + j, 2] / 1000.0 if timed else 0.0
+            end = keep[k + 1] if k + 1 < m else n
+            lift = 0.0
+            for i in range(j, end if n > max_points else j + 1):
+                lift = max(lift, pen[i])
+            out[d, k, 0], out[d, k, 1], out[d, k, 5] = x, y, lift
+            if k > 0:
+                out[d, k, 2], out[d, k, 3] = x - px, y - py
+                out[d, k, 4] = min(max(t - pt, 0.0), 5.0)
+            px, py, pt = x, y, t
+        lengths[d] = m
+
+
+def sequence_features_packed(packed: PackedDrawings, max_points: int) -> tuple[np.ndarray, np.ndarray]:
+    """`doodle.preprocess.sequence_features` of a packed batch: float32 [B, max_points, 6] and
+    int64 [B] lengths."""
+    if max_points < 1:
+        raise ValueError(f"max_points must be >= 1, got {max_points}")
+    from doodle.preprocess import POINT_FEATURES
+
+    out = np.zeros((len(packed), max_points, len(POINT_FEATURES)), np.float32)
+    lengths = np.zeros(len(packed), np.int64)
+    _sequence_features(np.ascontiguousarray(packed.points, dtype=np.float64),
+                       np.ascontiguousarray(packed.stroke_offsets, dtype=np.int64),
+                       np.ascontiguousarray(packed.drawing_offsets, dtype=np.int64), out, lengths)
+    return out, lengths
+
+
+@njit(cache=True, nogil=True)
+def _time_features(points, stroke_offsets, drawing_offsets, out):  # pragma: no cover - compiled
+    for d in range(len(drawing_offsets) - 1):
+        s0, s1 = drawing_offsets[d], drawing_offsets[d + 1]
+        lo, hi = stroke_offsets[s0], stroke_offsets[s1]
+        out[d, 2] = (s1 - s0) / 10.0
+        out[d, 5] = math.log1p(hi - lo)
+        if s1 == s0 or hi == lo or np.isnan(points[lo, 2]):
+            continue
+        top = -np.inf
+        total = longest = 0.0
+        for s in range(s0, s1):
+            top = max(top, points[stroke_offsets[s + 1] - 1, 2])
+            if s > s0:
+                pause = max(points[stroke_offsets[s], 2] - points[stroke_offsets[s] - 1, 2], 0.0) / 1000.0
+                total += pause
+                longest = pause if s == s0 + 1 else max(longest, pause)
+        pauses = max(s1 - s0 - 1, 1)
+        out[d, 0] = 1.0
+        out[d, 1] = math.log1p(max(top, 0.0) / 1000.0)
+        out[d, 3] = math.log1p(total / pauses)
+        out[d, 4] = math.log1p(longest)
+
+
+def time_features_packed(packed: PackedDrawings) -> np.ndarray:
+    """`doodle.preprocess.time_features` of every drawing of a packed batch: float32 [B, 6]."""
+    from doodle.preprocess import TIME_FEATURES
+
+    out = np.zeros((len(packed), len(TIME_FEATURES)), np.float32)
+    _time_features(np.ascontiguousarray(packed.points, dtype=np.float64),
+                   np.ascontiguousarray(packed.stroke_offsets, dtype=np.int64),
+                   np.ascontiguousarray(packed.drawing_offsets, dtype=np.int64), out)
+    return out
