@@ -67,22 +67,35 @@ def simplify_packed(packed: PackedDrawings, done: np.ndarray | None = None) -> P
     if not need.any():
         return packed
     pts, s_off, d_off = packed.points, packed.stroke_offsets, packed.drawing_offsets
-    points, lengths, strokes = [], [], np.diff(d_off).copy()
-    for d in range(len(d_off) - 1):
+    lengths = np.diff(s_off)  # simplification keeps every stroke: only stroke lengths change
+    simplified = []
+    for d in np.flatnonzero(need):
         lo, hi = s_off[d_off[d]], s_off[d_off[d + 1]]
-        offsets = s_off[d_off[d]:d_off[d + 1] + 1] - lo
+        xy, offsets, _, _ = _simplify_flat_kernel(np.ascontiguousarray(pts[lo:hi, :2], dtype=np.float64),
+                                                  s_off[d_off[d]:d_off[d + 1] + 1] - lo, SIZE, SPACING, EPSILON,
+                                                  NO_LIMIT, NO_LIMIT)
+        simplified.append(xy)
+        lengths[d_off[d]:d_off[d + 1]] = np.diff(offsets)
+    stroke_offsets = np.zeros(len(lengths) + 1, np.int64)
+    np.cumsum(lengths, out=stroke_offsets[1:])
+    points = _splice(pts, s_off[d_off], stroke_offsets[d_off], need, np.concatenate(simplified))
+    return PackedDrawings(points, stroke_offsets, d_off.copy())
+
+
+@njit(cache=True, nogil=True)
+def _splice(points, old_offsets, new_offsets, need, simplified):  # pragma: no cover - compiled
+    """Points of every drawing: the simplified x, y (in order, t NaN) where `need`, else the old."""
+    out = np.empty((new_offsets[-1], 3), np.float64)
+    k = 0
+    for d in range(len(need)):
+        lo = new_offsets[d]
         if need[d]:
-            xy, offsets, _, _ = _simplify_flat_kernel(np.ascontiguousarray(pts[lo:hi, :2], dtype=np.float64),
-                                                      offsets, SIZE, SPACING, EPSILON, NO_LIMIT, NO_LIMIT)
-            block = np.full((len(xy), 3), np.nan)
-            block[:, :2] = xy
+            for i in range(new_offsets[d + 1] - lo):
+                out[lo + i, 0], out[lo + i, 1], out[lo + i, 2] = simplified[k, 0], simplified[k, 1], np.nan
+                k += 1
         else:
-            block = pts[lo:hi]
-        points.append(block)
-        lengths.append(np.diff(offsets))
-    stroke_offsets = np.concatenate([[0], np.cumsum(np.concatenate(lengths))]).astype(np.int64)
-    drawing_offsets = np.concatenate([[0], np.cumsum(strokes)]).astype(np.int64)
-    return PackedDrawings(np.concatenate(points).astype(np.float64, copy=False), stroke_offsets, drawing_offsets)
+            out[lo:new_offsets[d + 1]] = points[old_offsets[d]:old_offsets[d + 1]]
+    return out
 
 
 @njit(cache=True, nogil=True)

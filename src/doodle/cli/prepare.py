@@ -49,6 +49,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="keep at most N drawings of each class, chosen by a hash of key_id and --seed, so adding "
                    "classes later keeps the same drawings of the old ones; the others are counted as sampled "
                    "out (default 0: all)")
+    p.add_argument("--simplify", action="store_true",
+                   help="also store every drawing's strokes simplified as Google does (raw ones computed once "
+                   "here), so that training with input.simplify=true reads them instead of simplifying raw "
+                   "drawings every epoch; the raw strokes and timing stay")
     p.add_argument("--seed", type=at_least(0), default=0,
                    help="salt of split, sample, buckets and shuffle (default 0)")
     p.add_argument("--workers", type=at_least(0), default=0, help="processes (default: one per core)")
@@ -90,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
         memory_mb=args.memory_mb,
         shards=args.shards,
         per_class=args.per_class,
+        simplify=args.simplify,
         progress=not args.no_progress,
     )
     manifest = prepare(args.sources, args.out, config, overwrite=args.overwrite)

@@ -48,7 +48,7 @@ import pyarrow.parquet as pq
 
 from doodle.data.drawing import DEFAULT_LIMITS, Drawing, Limits, Reject
 from doodle.data.split import bucket_of, is_val, pass_of, splitmix64, splitmix64_int
-from doodle.data.table import POINT_COLUMNS, SCHEMA, drawings_to_table, table_to_drawings
+from doodle.data.table import POINT_COLUMNS, SCHEMA, SCHEMA_SIMPLIFIED, drawings_to_table, table_to_drawings, with_simplified
 from doodle.errors import DoodleError
 from doodle.fs import check_writable, exclusive_lock, recover_replaced, replace_folder
 from doodle.version import code_version
@@ -128,6 +128,11 @@ class PrepareConfig:
     files of other classes) later keeps the same drawings of the old ones; the rest are counted as
     sampled out. Drawings left out are dropped as they are read, so the temporary files stay near
     the sample's size (each reader keeps the `per_class` lowest hashes of each class it meets)."""
+    simplify: bool = False
+    """Also store every drawing's strokes in Google's simplified form (`SIMPLIFIED_COLUMNS`:
+    `doodle.simplify` of raw drawings, computed here once), so that training with `input.simplify`
+    reads them instead of simplifying raw drawings every epoch. The raw x, y, t stay (timing for the
+    encodings that use it)."""
     progress: bool = True
     """Show progress bars."""
 
@@ -763,6 +768,8 @@ def _reduce_pass(args) -> tuple[int, int, dict[str, int], dict[str, Counter]]:
     table, sampled_out = _sample(table, thresholds, cfg.seed)
     table, dups = _deduplicate(table)
     table = _label(table.drop_columns(["task", "row"]), classes, cfg)
+    if cfg.simplify:
+        table = with_simplified(table)
     rng = np.random.default_rng([cfg.seed, bucket] if k == 1 else [cfg.seed, bucket, j])
     table = table.take(pa.array(rng.permutation(table.num_rows)))
     name = f"part-{bucket:05d}.parquet" if k == 1 else f"part-{bucket:05d}-{j:03d}.parquet"
@@ -875,7 +882,7 @@ def _manifest(cfg, files, skipped, tasks, results, classes, counts, rejected, la
         "skipped_files": {str(p): reason for p, reason in skipped},
         "config": config,
         "seconds": round(seconds, 2),
-        "schema": {f.name: str(f.type) for f in SCHEMA},
+        "schema": {f.name: str(f.type) for f in (SCHEMA_SIMPLIFIED if cfg.simplify else SCHEMA)},
     }
 
 

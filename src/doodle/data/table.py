@@ -54,6 +54,9 @@ form, `doodle.simplify` of raw drawings and the strokes themselves of drawings a
 (whole numbers 0..255, hence uint8); null only where the drawing has no strokes. A loader with
 `input.simplify` reads these instead of x, y, t and simplifies nothing."""
 SIMPLIFIED_COLUMNS = [f.name for f in SIMPLIFIED_FIELDS]
+SCHEMA_SIMPLIFIED = pa.schema([*SCHEMA, *SIMPLIFIED_FIELDS])
+"""The schema of a store prepared with `simplify`."""
+_SIMPLIFY_ROWS = 16384  # rows simplified at a time (bounds the packed copy of a bucket)
 
 POINT_COLUMNS = ("x", "y", "t")
 """The float columns of points (Parquet leaf paths `x.list.element` etc. for column options)."""
@@ -235,6 +238,28 @@ def table_to_packed(table: pa.Table | pa.RecordBatch, simplified: bool = False) 
         bad = int(np.flatnonzero(stroke_offsets[drawing_offsets] != x_off - lo)[0]) - 1
         raise DoodleError(f"row {max(bad, 0)}: stroke lengths do not add up to its points")
     return PackedDrawings(points, stroke_offsets, drawing_offsets)
+
+
+def with_simplified(table: pa.Table) -> pa.Table:
+    """`table` with the `SIMPLIFIED_COLUMNS` appended: each drawing's strokes as the loader with
+    `input.simplify` would make them (`doodle.packed.simplify_packed`), null without strokes."""
+    from doodle.packed import simplify_packed
+
+    parts: list[list[pa.Array]] = [[], [], []]
+    for lo in range(0, table.num_rows, _SIMPLIFY_ROWS):
+        simple = simplify_packed(table_to_packed(table.slice(lo, _SIMPLIFY_ROWS)))
+        xy = simple.points[:, :2]
+        if len(xy) and not (np.all((xy >= 0) & (xy <= 255)) and np.array_equal(xy, np.floor(xy))):
+            raise DoodleError("simplified strokes must be whole numbers in 0..255")  # cannot happen: say so
+        valid = np.diff(simple.drawing_offsets) > 0
+        point_offsets = simple.stroke_offsets[simple.drawing_offsets]
+        lengths = np.diff(simple.stroke_offsets).astype(np.int32)
+        parts[0].append(_list_array(simple.drawing_offsets, lengths, valid))
+        parts[1].append(_list_array(point_offsets, xy[:, 0].astype(np.uint8), valid))
+        parts[2].append(_list_array(point_offsets, xy[:, 1].astype(np.uint8), valid))
+    for field, chunks in zip(SIMPLIFIED_FIELDS, parts, strict=True):
+        table = table.append_column(field, pa.chunked_array(chunks, field.type))
+    return table
 
 
 def _fill_t(points: np.ndarray, x_off: np.ndarray, t_off: np.ndarray, tv: np.ndarray, valid: np.ndarray) -> None:
