@@ -42,10 +42,10 @@ import torch
 
 from doodle.config import load_config
 from doodle.data.store import load_manifest
+from doodle.data.table import table_to_drawings
 from doodle.models import create_model
 from doodle.preprocess import Preprocessor
 from doodle.train.config import TrainConfig
-from doodle.data.table import table_to_drawings
 from doodle.train.data import READ_COLUMNS, EpochBatches
 from doodle.train.losses import make_loss
 from doodle.train.optim import build_optimizer
@@ -92,6 +92,9 @@ class Figures:
     """CPU only: loader_per_core / model_per_core."""
     feed_cores: float
     """Loader cores that keep the model as measured fed: model / loader_per_core."""
+    read_us: float = 0.0
+    """Microseconds per drawing of reading and decoding the store (part of the loader's time; every
+    worker pays it for every drawing, its own batches or not)."""
 
 
 def available_cores() -> int:
@@ -122,6 +125,7 @@ def figures(t: Timings, cores: int, threads: int, on_gpu: bool) -> Figures:
         ratio=loader * usable / model,
         per_core_ratio=None if model_per_core is None else loader / model_per_core,
         feed_cores=model / loader,
+        read_us=t.read_s * 1e6,
     )
 
 
@@ -222,7 +226,8 @@ def bench(preset: str, store: Path, steps: int, max_batch: int, device: torch.de
 
 def header(cores: int) -> str:
     """The table's column names."""
-    return (f"{'preset':<23}{'input':<36}{'arch':<20}{'batch':>6}{'reads':>11}{'reference/s/core':>17}"
+    return (f"{'preset':<23}{'input':<36}{'arch':<20}{'batch':>6}{'reads':>11}{'read us':>8}"
+            f"{'reference/s/core':>17}"
             f"{'loader/s/core':>14}{'speed-up':>9}{'model img/s':>12}"
             f"{'img/s/core':>11}{'workers':>8}{'used':>5}{f'loader/model@{cores}':>18}{'per core':>9}"
             f"{'feed cores':>11}")
@@ -241,7 +246,8 @@ def row(described: dict, f: Figures) -> str:
     reference = "-" if f.reference_per_core is None else rate(f.reference_per_core)
     speed_up = "-" if f.reference_per_core is None else f"{f.loader_per_core / f.reference_per_core:.1f}x"
     return (f"{described['preset']:<23}{described['input']:<36}{described['arch']:<20}{described['batch']:>6}"
-            f"{described.get('reads', '-'):>11}{reference:>17}{rate(f.loader_per_core):>14}{speed_up:>9}"
+            f"{described.get('reads', '-'):>11}{f.read_us:>8.2f}{reference:>17}{rate(f.loader_per_core):>14}"
+            f"{speed_up:>9}"
             f"{rate(f.model):>12}{per_core:>11}{f.workers:>8}{f.usable_workers:>5}"
             f"{f.ratio:>17.1f}x{per_core_ratio:>9}{f.feed_cores:>11.3g}")
 
@@ -261,7 +267,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"device {device}, {cores} cores available to this process, {threads} torch threads; "
           f"median of {args.steps} batches/steps")
     print(header(cores))
-    print("  (reads = the store columns the loader reads; reference/s/core = the per-drawing path; loader/s/core "
+    print("  (reads = the store columns the loader reads; read us = their read and decode per drawing, which "
+          "every worker pays for every drawing; reference/s/core = the per-drawing path; loader/s/core "
           "= this loader, store read to collated tensors; speed-up = loader / reference)")
     print(f"  (used = the preset's workers that have a core here; loader/model@{cores} = loader/s/core x used / "
           "model img/s; per core = loader/s/core / img/s/core; feed cores = loader cores the model as measured "

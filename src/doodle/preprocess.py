@@ -107,10 +107,7 @@ class Preprocessor:
             packed = augment_packed(packed, augment, rng if rng is not None else np.random.default_rng())
         batch: dict[str, np.ndarray] = {}
         if self.kind == "image":
-            from doodle.render import render
-
-            batch["image"] = render(packed, cfg.encoding, cfg.size, line_width=cfg.line_width,
-                                    padding=cfg.padding, antialias=cfg.antialias, placement=cfg.placement)
+            batch["image"] = self._render(packed)
         else:
             batch["points"], batch["lengths"] = sequence_features_packed(packed, cfg.max_points)
         if cfg.country:
@@ -120,6 +117,13 @@ class Preprocessor:
         if cfg.time_features:
             batch["time_features"] = time_features_packed(packed)
         return batch
+
+    def _render(self, drawings: Sequence[Drawing] | PackedDrawings) -> np.ndarray:
+        from doodle.render import render
+
+        cfg = self.config
+        return render(drawings, cfg.encoding, cfg.size, line_width=cfg.line_width, padding=cfg.padding,
+                      antialias=cfg.antialias, placement=cfg.placement)
 
     def reference(self, drawings: Sequence[Drawing], augment=None, rng: np.random.Generator | None = None
                   ) -> dict[str, np.ndarray]:
@@ -138,10 +142,7 @@ class Preprocessor:
             drawings = augment_batch(drawings, augment, rng if rng is not None else np.random.default_rng())
         batch: dict[str, np.ndarray] = {}
         if self.kind == "image":
-            from doodle.render import render
-
-            batch["image"] = render(drawings, cfg.encoding, cfg.size, line_width=cfg.line_width,
-                                    padding=cfg.padding, antialias=cfg.antialias, placement=cfg.placement)
+            batch["image"] = self._render(drawings)
         else:
             batch["points"], batch["lengths"] = sequence_features(drawings, cfg.max_points)
         if cfg.country:

@@ -83,3 +83,14 @@ def test_without_simplify_the_raw_strokes_are_read(stores):
     drawings = table_to_drawings(ds.batch_rows(0))
     assert any(d.has_time for d in drawings)
     np.testing.assert_array_equal(ds[0]["image"], pre.reference(drawings)["image"])
+
+
+def test_prepare_cli_simplify(quickdraw: Path, tmp_path: Path, capsys):
+    from doodle.cli import main
+
+    out = tmp_path / "store"
+    src = str(quickdraw / "raw" / "eye.ndjson")
+    assert main(["prepare", src, "--out", str(out), "--simplify", "--no-progress", "--workers", "1"]) == 0
+    assert "store written" in capsys.readouterr().out
+    assert load_manifest(out)["config"]["simplify"] is True
+    assert set(SIMPLIFIED_COLUMNS) <= set(pq.read_schema(store_files(out, "train")[0]).names)

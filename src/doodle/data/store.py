@@ -48,7 +48,14 @@ import pyarrow.parquet as pq
 
 from doodle.data.drawing import DEFAULT_LIMITS, Drawing, Limits, Reject
 from doodle.data.split import bucket_of, is_val, pass_of, splitmix64, splitmix64_int
-from doodle.data.table import POINT_COLUMNS, SCHEMA, SCHEMA_SIMPLIFIED, drawings_to_table, table_to_drawings, with_simplified
+from doodle.data.table import (
+    POINT_COLUMNS,
+    SCHEMA,
+    SCHEMA_SIMPLIFIED,
+    drawings_to_table,
+    table_to_drawings,
+    with_simplified,
+)
 from doodle.errors import DoodleError
 from doodle.fs import check_writable, exclusive_lock, recover_replaced, replace_folder
 from doodle.version import code_version

@@ -19,8 +19,16 @@ only when rows must be filtered or balanced):
 
 A worker reads only the row groups of the window(s) a batch needs and caches the last window, so
 consecutive batches cost one read per window: memory is about one window per worker, and each
-worker reads every row group at most once per epoch (DataLoader hands batches to workers round
-robin, so every worker decodes every window once; decoding is cheap next to rendering).
+worker reads every row group at most once per epoch. DataLoader hands batches to workers round
+robin, so every worker decodes every window once: with W workers a drawing is decoded W times.
+That keeps a batch independent of the worker count (exact resume with any), at a price that grows
+with W: about 1.5 us per drawing per worker on a store prepared with `--simplify`
+(benchmarks/train_bench.py, the loader's read share), next to 15-60 us to make the batch.
+
+A batch is made without a `Drawing` object: the rows' Arrow list columns become packed arrays
+(`table_to_packed`), and `Preprocessor.table` simplifies, augments and renders (or makes sequence
+features) the whole batch in compiled passes. From a store prepared with `--simplify` and
+`input.simplify`, only the simplified strokes are read (`SIMPLIFIED_READ_COLUMNS`).
 
 Curriculum epochs (`curriculum`, e.g. `doodle.post.clean.SampleWeights`): the parent also keeps only
 the rows whose key_id the curriculum admits in this epoch; workers receive that decision as a
@@ -53,9 +61,9 @@ from doodle.errors import DoodleError
 
 __all__ = ["EpochBatches", "MixedBatches", "class_counts", "make_loader", "READ_COLUMNS"]
 
-READ_COLUMNS = ["key_id", "word", "label", "countrycode", "stroke_len", "x", "y", "t"]
-"""Columns a batch reads (everything the Preprocessor can use; no bitmap, source or timestamp)."""
-SIMPLIFIED_READ_COLUMNS = ["key_id", "word", "label", "countrycode", *SIMPLIFIED_COLUMNS]
+READ_COLUMNS = ["key_id", "label", "countrycode", "stroke_len", "x", "y", "t"]
+"""Columns a batch reads (everything the Preprocessor can use; no word, bitmap, source or timestamp)."""
+SIMPLIFIED_READ_COLUMNS = ["key_id", "label", "countrycode", *SIMPLIFIED_COLUMNS]
 """What it reads instead with `input.simplify` from a store prepared with simplified strokes: no
 raw points to decode, nothing to simplify."""
 
