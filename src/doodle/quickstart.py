@@ -172,8 +172,10 @@ class _Job:
 
         # one task's worth of input is read in this process: starting a pool would cost more than it saves
         small = sum(p.stat().st_size for p in self.files) < SMALL_INPUT_BYTES
+        # simplified strokes stored once: the CPU recipe trains on them (input.simplify) every epoch
         pc = PrepareConfig(val_fraction=self.cfg.val_fraction, seed=self.cfg.seed, classes=list(self.names),
-                           per_class=self.cfg.per_class, workers=1 if small else 0, progress=self.cfg.progress)
+                           per_class=self.cfg.per_class, workers=1 if small else 0, simplify=True,
+                           progress=self.cfg.progress)
         key = _key([self.state.get("download"), _settings(pc)])
         if self.same("prepare", key) and self.store.is_dir():
             manifest = load_manifest(self.store)
