@@ -6,8 +6,8 @@ For each preset (configs/NAME.yaml) it measures, in this one process:
 * loader: drawings/s of ONE loader worker end to end, store read to collated tensors: computing
   `EpochBatches[i]` (packed arrays from Arrow, simplify, augment, render or sequence features) and
   turning it into tensors, median per batch, plus the store read's share (reading and decoding a
-  window of row groups, median of three cold reads, divided by its rows: a worker reads each
-  window once for all the batches it holds). A worker is one process on one core, so this is also
+  window of row groups and packing its rows, median of three cold reads, divided by its rows: a
+  worker does this once per window for all the batches it holds). A worker is one process on one core, so this is also
   the loader's rate per core;
 * reference: the same for the readable per-drawing path (`Drawing` objects from the rows, then
   `Preprocessor.reference`: per-drawing simplify, `augment_batch`, features) reading the raw columns,
@@ -154,16 +154,17 @@ def reference_batch(ds: EpochBatches, i: int) -> dict:
     return collated(batch)
 
 
-def read_seconds(ds: EpochBatches, repeats: int = 3) -> float:
-    """Seconds per drawing of reading and decoding the first window of row groups (cold, median)."""
+def read_seconds(ds: EpochBatches, packed: bool = True, repeats: int = 3) -> float:
+    """Seconds per drawing of reading and decoding the first window of row groups (cold, median),
+    and with `packed` of turning its rows into the packed arrays the batch path gathers from."""
     def read() -> None:
-        ds._cached = None
+        ds._cached = ds._arrays = None
         ds._open.clear()
-        ds._window_rows(0)
+        ds._window_arrays(0) if packed else ds._window_rows(0)
 
     rows = int(ds.window_offsets[1] - ds.window_offsets[0])
     seconds = median_time(read, repeats)
-    ds._cached = None
+    ds._cached = ds._arrays = None
     return seconds / max(rows, 1)
 
 
@@ -177,10 +178,11 @@ def loader_timings(ds: EpochBatches, steps: int, reference: bool) -> tuple[float
     if not reference:
         return loader_s, read_s, None, 0.0
     raw = copy.copy(ds)
-    raw.columns, raw._cached = READ_COLUMNS, None  # the reference reads the raw strokes
+    raw.columns, raw._cached, raw._arrays = READ_COLUMNS, None, None  # the reference reads the raw strokes
     reference_batch(raw, 0)
     indices = iter(range(1, n + 1))
-    return loader_s, read_s, median_time(lambda: reference_batch(raw, next(indices) % len(ds)), n), read_seconds(raw)
+    reference_s = median_time(lambda: reference_batch(raw, next(indices) % len(ds)), n)
+    return loader_s, read_s, reference_s, read_seconds(raw, packed=False)
 
 
 def bench(preset: str, store: Path, steps: int, max_batch: int, device: torch.device,
@@ -267,7 +269,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"device {device}, {cores} cores available to this process, {threads} torch threads; "
           f"median of {args.steps} batches/steps")
     print(header(cores))
-    print("  (reads = the store columns the loader reads; read us = their read and decode per drawing, which "
+    print("  (reads = the store columns the loader reads; read us = their read, decode and packing per drawing, which "
           "every worker pays for every drawing; reference/s/core = the per-drawing path; loader/s/core "
           "= this loader, store read to collated tensors; speed-up = loader / reference)")
     print(f"  (used = the preset's workers that have a core here; loader/model@{cores} = loader/s/core x used / "

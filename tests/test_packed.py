@@ -93,3 +93,18 @@ def test_preprocessor_packed_path_equals_reference(name, mixed):
             assert diff.max() <= 2 and (diff > 0).mean() < 1e-3, key
         else:
             np.testing.assert_allclose(got[key], want[key], rtol=1e-5, atol=1e-6, err_msg=key)
+
+
+def test_take_and_concat_packed(mixed):
+    from doodle.packed import concat_packed, take_packed
+
+    packed = pack(mixed, np.float64)
+    rows = np.array([5, 0, 0, len(mixed) - 1, 17])
+    want = pack([mixed[i] for i in rows], np.float64)
+    got = take_packed(packed, rows)
+    for name in ("points", "stroke_offsets", "drawing_offsets"):
+        np.testing.assert_array_equal(getattr(got, name), getattr(want, name))
+    both = concat_packed([got, take_packed(packed, np.array([3])), take_packed(packed, np.zeros(0, np.int64))])
+    want = pack([mixed[i] for i in [*rows, 3]], np.float64)
+    for name in ("points", "stroke_offsets", "drawing_offsets"):
+        np.testing.assert_array_equal(getattr(both, name), getattr(want, name))

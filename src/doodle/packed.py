@@ -23,7 +23,51 @@ from numba import njit
 from doodle.data.drawing import PackedDrawings
 from doodle.data.simplify import EPSILON, NO_LIMIT, SIZE, SPACING, _simplify_flat_kernel
 
-__all__ = ["simplified_mask", "simplify_packed", "sequence_features_packed", "time_features_packed"]
+__all__ = ["concat_packed", "simplified_mask", "simplify_packed", "sequence_features_packed", "take_packed",
+           "time_features_packed"]
+
+
+@njit(cache=True, nogil=True)
+def _take(points, stroke_offsets, drawing_offsets, rows):  # pragma: no cover - compiled
+    d_off = np.zeros(len(rows) + 1, np.int64)
+    n_pts = 0
+    for k in range(len(rows)):
+        d = rows[k]
+        d_off[k + 1] = d_off[k] + drawing_offsets[d + 1] - drawing_offsets[d]
+        n_pts += stroke_offsets[drawing_offsets[d + 1]] - stroke_offsets[drawing_offsets[d]]
+    s_off = np.zeros(d_off[-1] + 1, np.int64)
+    out = np.empty((n_pts, 3), points.dtype)
+    s = p = 0
+    for k in range(len(rows)):
+        d = rows[k]
+        for j in range(drawing_offsets[d], drawing_offsets[d + 1]):
+            lo, hi = stroke_offsets[j], stroke_offsets[j + 1]
+            out[p:p + hi - lo] = points[lo:hi]
+            p += hi - lo
+            s += 1
+            s_off[s] = p
+    return out, s_off, d_off
+
+
+def take_packed(packed: PackedDrawings, rows: np.ndarray) -> PackedDrawings:
+    """The drawings `rows` (indices, in that order) of a packed batch, as a new packed batch."""
+    points, s_off, d_off = _take(np.ascontiguousarray(packed.points), np.ascontiguousarray(packed.stroke_offsets),
+                                 np.ascontiguousarray(packed.drawing_offsets), np.asarray(rows, np.int64))
+    return PackedDrawings(points, s_off, d_off)
+
+
+def concat_packed(parts: list[PackedDrawings]) -> PackedDrawings:
+    """Packed batches one after the other, as one (float64 points)."""
+    if len(parts) == 1:
+        return parts[0]
+    if not parts:
+        return PackedDrawings(np.zeros((0, 3)), np.zeros(1, np.int64), np.zeros(1, np.int64))
+    points = np.concatenate([p.points for p in parts]).astype(np.float64, copy=False)
+    point_base = np.cumsum([0] + [len(p.points) for p in parts[:-1]])
+    stroke_base = np.cumsum([0] + [len(p.stroke_offsets) - 1 for p in parts[:-1]])
+    s_off = np.concatenate([[0]] + [p.stroke_offsets[1:] + b for p, b in zip(parts, point_base, strict=True)])
+    d_off = np.concatenate([[0]] + [p.drawing_offsets[1:] + b for p, b in zip(parts, stroke_base, strict=True)])
+    return PackedDrawings(points, s_off.astype(np.int64), d_off.astype(np.int64))
 
 
 @njit(cache=True, nogil=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import logging
 import struct
+import time
 from pathlib import Path
 
 import pytest
@@ -101,7 +102,11 @@ def test_plot_redraws_and_handles_only_train_rows(tmp_path):
 def test_resume_keeps_earlier_rows_and_drops_later_ones(tmp_path):
     with RunLogger(tmp_path) as logger:
         fake_run(logger, range(1, 11))  # val at 4, 8
-    # the run crashed after step 10, its last checkpoint was at step 6: resume from there
+    # the run crashed after step 10, its last checkpoint was at step 6: resume from there. A real
+    # resume is a later process; here the same process writes again, and TensorBoard orders event
+    # files by (second, host, pid, a per-process counter compared as text: "10" < "9"), so wait for
+    # the next second to give the resumed file the later name, as a resume in its own process has.
+    time.sleep(1.0 - time.time() % 1.0 + 0.01)
     with RunLogger(tmp_path, resume_step=6) as logger:
         fake_run(logger, range(7, 13))  # val at 8, 12
     header, rows = read_csv(tmp_path / "metrics.csv")

@@ -54,10 +54,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from doodle.data.drawing import PackedDrawings
 from doodle.data.split import splitmix64
 from doodle.data.store import load_manifest, store_files
-from doodle.data.table import SIMPLIFIED_COLUMNS
+from doodle.data.table import SIMPLIFIED_COLUMNS, table_to_packed
 from doodle.errors import DoodleError
+from doodle.packed import concat_packed, take_packed
 
 __all__ = ["EpochBatches", "MixedBatches", "class_counts", "make_loader", "READ_COLUMNS"]
 
@@ -77,6 +79,20 @@ _MAX_OPEN_FILES = 64
 _CHUNK = 1 << 22  # rows per step of the parent's vectorised selection
 _COLUMN_CACHE: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
 _COLUMN_CACHE_SIZE = 2  # train and val of one store
+
+
+@dataclass(frozen=True)
+class _WindowArrays:
+    """One window's rows ready for the batch path (see `EpochBatches._window_arrays`)."""
+
+    packed: PackedDrawings | None
+    labels: np.ndarray
+    keys: np.ndarray
+    countries: np.ndarray
+
+
+def _cat(parts: list[np.ndarray], dtype: type) -> np.ndarray:
+    return np.concatenate(parts).astype(dtype, copy=False) if parts else np.zeros(0, dtype)
 
 
 class Curriculum(Protocol):
@@ -171,6 +187,7 @@ class EpochBatches:
         """(file index, row group) -> reads by this process: the locality of the plan, for tests and logs."""
         self._open: dict[int, pq.ParquetFile] = {}
         self._cached: tuple[int, pa.Table, np.ndarray] | None = None
+        self._arrays: tuple[int, _WindowArrays] | None = None
         self.set_epoch(epoch)
 
     def _read_columns(self) -> list[str]:
@@ -222,7 +239,7 @@ class EpochBatches:
         self.global_batches = self.rows // B if self.drop_last else math.ceil(self.rows / B)
         """Batches of all ranks together (full ones only with `drop_last`)."""
         self._len = self.global_batches // R if self.drop_last else math.ceil(self.global_batches / R)
-        self._cached = None
+        self._cached = self._arrays = None
 
     def _keep_rows(self, epoch: int) -> np.ndarray:
         """bool [rows of the split]: the rows this epoch keeps, in store order."""
@@ -264,8 +281,9 @@ class EpochBatches:
         """The global batch index of this rank's batch i (the augmentation RNG is seeded with it)."""
         return i * self.world_size + self.rank
 
-    def batch_rows(self, i: int) -> pa.Table:
-        """The store rows (`self.columns`) of this rank's batch i, in batch order."""
+    def _pieces(self, i: int) -> list[tuple[int, slice]]:
+        """(window, slice of its planned rows) making up this rank's batch i, in batch order
+        (nothing is read: a caller reads each window in turn, so the one-window cache serves it)."""
         if i < 0:
             i += self._len
         if not 0 <= i < self._len:
@@ -277,30 +295,52 @@ class EpochBatches:
         while pos < hi:
             w = int(np.searchsorted(self.window_offsets, pos, side="right")) - 1
             start, end = int(self.window_offsets[w]), int(self.window_offsets[w + 1])
-            table, order = self._window_rows(w)
-            take = order[pos - start:min(hi, end) - start]
-            pieces.append(table.take(pa.array(take)))
+            pieces.append((w, slice(pos - start, min(hi, end) - start)))
             pos = min(hi, end)
-        if not pieces:
+        return pieces
+
+    def batch_rows(self, i: int) -> pa.Table:
+        """The store rows (`self.columns`) of this rank's batch i, in batch order."""
+        tables = []
+        for w, part in self._pieces(i):
+            table, order = self._window_rows(w)
+            tables.append(table.take(pa.array(order[part])))
+        if not tables:
             return self._empty_table()
-        return pa.concat_tables(pieces, promote_options="permissive") if len(pieces) > 1 else pieces[0]
+        return pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
 
     def __getitem__(self, i: int) -> dict[str, np.ndarray]:
-        table = self.batch_rows(i)
         g = self.global_index(i if i >= 0 else i + self._len)
+        parts = [(self._window_arrays(w), self._window_rows(w)[1][part]) for w, part in self._pieces(i)]
         batch: dict[str, np.ndarray] = {}
         if self.preprocess is not None:
             rng = np.random.default_rng([self.seed, self.epoch, g])
-            batch = dict(self.preprocess.table(table, augment=self.augment, rng=rng))
-        batch["label"] = table.column("label").to_numpy().astype(np.int64)
-        batch["key_id"] = table.column("key_id").to_numpy().astype(np.uint64).view(np.int64)
+            packed = concat_packed([take_packed(arrays.packed, take) for arrays, take in parts])
+            countries = [c for arrays, take in parts for c in arrays.countries[take]]
+            done = np.ones(len(packed), bool) if self.columns == SIMPLIFIED_READ_COLUMNS else None
+            batch = dict(self.preprocess.packed(packed, countries, self.augment, rng, simplified=done))
+        batch["label"] = _cat([arrays.labels[take] for arrays, take in parts], np.int64)
+        batch["key_id"] = _cat([arrays.keys[take] for arrays, take in parts], np.uint64).view(np.int64)
         return batch
+
+    def _window_arrays(self, w: int) -> _WindowArrays:
+        """Window w's rows as packed strokes and numpy columns, made once per window (the batch
+        path then gathers rows from them: no Arrow `take` of the point lists per batch)."""
+        table, _ = self._window_rows(w)
+        if self._arrays is None or self._arrays[0] != w:
+            self._arrays = None
+            presimplified = self.columns == SIMPLIFIED_READ_COLUMNS
+            packed = table_to_packed(table, simplified=presimplified) if self.preprocess is not None else None
+            countries = np.array(table.column("countrycode").to_pylist(), dtype=object)
+            self._arrays = (w, _WindowArrays(packed, table.column("label").to_numpy().astype(np.int64),
+                                             table.column("key_id").to_numpy().astype(np.uint64), countries))
+        return self._arrays[1]
 
     def _window_rows(self, w: int) -> tuple[pa.Table, np.ndarray]:
         """Window w's table and the indices of its kept rows in plan order (caches the last window)."""
         if self._cached is not None and self._cached[0] == w:
             return self._cached[1], self._cached[2]
-        self._cached = None  # free the old window before reading the next
+        self._cached = self._arrays = None  # free the old window before reading the next
         tables = [self._read_row_group(int(f), int(g)) for f, g in self.groups[self.windows[w]]]
         table = pa.concat_tables(tables, promote_options="permissive") if tables else self._empty_table()
         if self._row_mask is not None:
@@ -346,7 +386,7 @@ class EpochBatches:
         state = self.__dict__.copy()
         # Workers need only the plan: not the split's columns, open files or the cached window, nor
         # the curriculum (per scored drawing) when this epoch's row mask (a bit per row) says it all.
-        state.update(_labels=None, _keys=None, _open={}, _cached=None, row_group_reads=Counter())
+        state.update(_labels=None, _keys=None, _open={}, _cached=None, _arrays=None, row_group_reads=Counter())
         if self._row_mask is not None:
             state["curriculum"] = None
         return state
